@@ -1,0 +1,164 @@
+"""The ``avsent`` command line (rich-click). Plugins add commands via ``register_commands``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import rich_click as click
+from rich.console import Console
+from rich.table import Table
+
+from avsent import __version__
+from avsent.config import dump_toml, parse_override, to_dict
+from avsent.errors import AvsentError
+from avsent.registry import KINDS, get_registry
+
+console = Console()
+err_console = Console(stderr=True)
+
+click.rich_click.USE_MARKDOWN = True
+
+
+def overrides_option(func: Any) -> Any:
+    """``--set a.b=value`` (repeatable): override any config field by its dotted name."""
+    return click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="FIELD=VALUE",
+        help="Override a config field, e.g. `--set video.growth_rate=16` (repeatable).",
+    )(func)
+
+
+def parse_overrides(items: tuple[str, ...]) -> dict[str, Any]:
+    return dict(parse_override(item) for item in items)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="avsent")
+def cli() -> None:
+    """**avsent**: audio-visual sentiment analysis built from plugins.
+
+    Start with `avsent train mavsa-di` (built-in synthetic data), then
+    `avsent components` to see every part you can swap.
+    """
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json: bool) -> None:
+    """Installed plugins: version, hooks, components and load errors."""
+    registry = get_registry()
+    rows = [
+        {
+            "name": info.name,
+            "version": info.version,
+            "hooks": info.hooks,
+            "components": registry.components_of(info.name),
+            "error": info.error,
+        }
+        for info in sorted(registry.plugins.values(), key=lambda i: i.name)
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("plugin", "version", "components", "status")
+    for row in rows:
+        comps = "; ".join(f"{k}: {', '.join(v)}" for k, v in row["components"].items())
+        status = f"[red]failed: {row['error']}[/red]" if row["error"] else "[green]ok[/green]"
+        table.add_row(row["name"], row["version"] or "-", comps or "-", status)
+    console.print(table)
+
+
+@cli.command()
+@click.argument("kind", required=False, type=click.Choice(KINDS))
+@click.option("--pattern", default="*", help="Glob on component names.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def components(kind: str | None, pattern: str, as_json: bool) -> None:
+    """Registered components, by kind."""
+    comps = get_registry().list(kind, pattern)
+    rows = [
+        {
+            "kind": c.kind,
+            "name": c.name,
+            "plugin": c.plugin,
+            "config": c.config.__name__ if c.config else None,
+            "description": c.description or getattr(c.obj, "description", "") or "",
+        }
+        for c in comps
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("kind", "name", "plugin", "description")
+    for row in rows:
+        table.add_row(row["kind"], row["name"], row["plugin"], row["description"])
+    console.print(table)
+
+
+@cli.group()
+def config() -> None:
+    """Run configs: show a recipe's full default config."""
+
+
+@config.command("show")
+@click.argument("recipe")
+@overrides_option
+def config_show(recipe: str, overrides: tuple[str, ...]) -> None:
+    """Print RECIPE's full config as TOML, ready to save, edit and pass to `--config`."""
+    from avsent.run_config import default_run_config
+
+    cfg = default_run_config(recipe, parse_overrides(overrides))
+    click.echo(dump_toml(to_dict(cfg)), nl=False)
+
+
+@cli.command()
+@click.argument("recipes", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def describe(recipes: tuple[str, ...], as_json: bool) -> None:
+    """Parameter counts of recipes' models (all recipes when none is named)."""
+    from avsent import create_model
+    from avsent.model import count_parameters
+
+    names = recipes or tuple(c.name for c in get_registry().list("recipe"))
+    rows = []
+    for name in names:
+        model = create_model(name)
+        parts = {
+            part: count_parameters(module)
+            for part, module in model.named_children()
+            if count_parameters(module) > 0
+        }
+        rows.append({"recipe": name, "parameters": count_parameters(model), "parts": parts})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("recipe", "parameters", "by part")
+    for row in rows:
+        by_part = ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in row["parts"].items())
+        table.add_row(row["recipe"], f"{row['parameters'] / 1e6:.2f}M", by_part)
+    console.print(table)
+
+
+def _add_plugin_commands() -> None:
+    for comp in get_registry().list("command"):
+        if comp.name not in cli.commands:
+            cli.add_command(comp.obj)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: plugin commands added, avsent errors shown as one clear line."""
+    try:
+        _add_plugin_commands()
+        cli.main(args=argv, prog_name="avsent", standalone_mode=False)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except AvsentError as exc:
+        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        sys.exit(2)

@@ -1,0 +1,110 @@
+"""What each component kind takes and returns.
+
+Shapes use B = batch, T = time steps, D = feature width, F = frequency bins, C = channels.
+Masks are boolean with ``True`` at real (non-padded) positions. A factory is called as
+``factory(config, **dims)``; the dims each kind receives are listed below.
+
+=================  ===============================================  ===============================
+kind               factory dims → object                            call
+=================  ===============================================  ===============================
+audio_frontend     () → :class:`AudioFrontEnd`                      waveform [N] → features [F, T]
+audio_encoder      (in_features) → nn.Module with ``out_dim``       (x [B,F,T], mask [B,T]) → Tokens
+video_encoder      (in_channels, frames, size) → nn.Module, out_dim (x [B,C,T,H,W], mask [B,T]) → Tokens
+intra_modal        (dim) → nn.Module with ``out_dim``               Tokens → Tokens
+fusion             (audio_dim, video_dim) → nn.Module with out_dim  (Tokens | None, Tokens | None) → [B,D]
+head               (in_dim, num_classes) → nn.Module                [B,D] → logits [B,K]
+dataset            () → :class:`DatasetSource`                      ``.clips()`` → list[Clip]
+face_detector      () → :class:`FaceDetector`                       RGB [H,W,3] → boxes [N,4]
+landmark_backend   () → :class:`LandmarkBackend`                    RGB + boxes → points [N,68,2]
+recipe             a :class:`avsent.recipe.Recipe` (data, not a factory)
+command            a click command
+=================  ===============================================  ===============================
+
+``audio_dim``/``video_dim`` are ``None`` for a modality the recipe leaves out. A head may
+define ``extra_loss(features [B,D], targets [B]) -> Tensor`` (e.g. metric learning); the
+trainer adds it to the cross-entropy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import attrs
+import numpy as np
+import torch
+
+
+@attrs.frozen
+class Tokens:
+    """A padded token sequence: ``x`` [B, T, D] and ``mask`` [B, T] (True = real)."""
+
+    x: torch.Tensor
+    mask: torch.Tensor
+
+    def __attrs_post_init__(self) -> None:
+        if self.x.dim() != 3 or self.mask.shape != self.x.shape[:2]:
+            raise ValueError(
+                f"Tokens need x [B,T,D] and mask [B,T]; got {tuple(self.x.shape)} and "
+                f"{tuple(self.mask.shape)}"
+            )
+
+    def mean(self) -> torch.Tensor:
+        """Masked mean over time → [B, D]."""
+        weights = self.mask.unsqueeze(-1).to(self.x.dtype)
+        return (self.x * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+
+def downsample_mask(mask: torch.Tensor, length: int) -> torch.Tensor:
+    """Mask [B, T] → [B, length]: a step is real if any input step it covers is real."""
+    if mask.shape[1] == length:
+        return mask
+    pooled = torch.nn.functional.adaptive_max_pool1d(mask.float().unsqueeze(1), length)
+    return pooled.squeeze(1) > 0
+
+
+@runtime_checkable
+class AudioFrontEnd(Protocol):
+    """Waveform → features. ``n_features`` is F, ``frames_per_second`` converts T to seconds."""
+
+    sample_rate: int
+    n_features: int
+    frames_per_second: float
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        """Mono float32 samples at ``sample_rate`` → float32 [F, T]."""
+        ...
+
+
+@runtime_checkable
+class FaceDetector(Protocol):
+    def detect(self, image: np.ndarray) -> np.ndarray:
+        """RGB uint8 [H, W, 3] → int boxes [N, 4] as (x, y, w, h) in that image's pixels."""
+        ...
+
+
+@runtime_checkable
+class LandmarkBackend(Protocol):
+    def landmarks(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """RGB uint8 [H, W, 3] and boxes [N, 4] (x, y, w, h) → float32 [N, 68, 2] (x, y)."""
+        ...
+
+
+@attrs.frozen
+class Clip:
+    """One labelled media file."""
+
+    path: Path
+    label: str
+    speaker: str | None = None
+    split: str | None = None  # "train" | "val" | "test" when the dataset fixes it
+
+
+@runtime_checkable
+class DatasetSource(Protocol):
+    """A dataset plugin's object: the clips and the class names they use, in order."""
+
+    def clips(self) -> list[Clip]: ...
+
+    @property
+    def class_names(self) -> tuple[str, ...]: ...

@@ -1,0 +1,252 @@
+"""Assembles a model from registered parts, exactly as the paper's Fig. 1.
+
+audio features → audio encoder → intra-modal ┐
+                                              ├→ fusion → head → logits
+face crops     → video encoder → intra-modal ┘
+(+ optional landmark geometry, projected and added to the video tokens)
+
+The model also owns the input normalisation statistics as buffers, so they travel with
+every checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+
+from avsent.config import NONE, Choice
+from avsent.contracts import Tokens
+from avsent.errors import ConfigError
+from avsent.registry import get_registry
+
+
+@attrs.frozen
+class InputSpec:
+    """What the front-ends produce, so encoders know their input sizes."""
+
+    audio_features: int = 140
+    video_channels: int = 3
+    video_frames: int = 16
+    video_size: int = 64
+    geometry_dim: int = 0
+
+
+@attrs.define
+class Batch:
+    """A collated batch. Absent modalities are ``None``.
+
+    audio [B, F, T] float, audio_mask [B, T] bool; video [B, C, T, H, W] float in [0, 1],
+    video_mask [B, T] bool; geometry [B, T, G] float; targets [B] long.
+    """
+
+    audio: torch.Tensor | None = None
+    audio_mask: torch.Tensor | None = None
+    video: torch.Tensor | None = None
+    video_mask: torch.Tensor | None = None
+    geometry: torch.Tensor | None = None
+    targets: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(
+            **{
+                f.name: (t.to(device, non_blocking=True) if t is not None else None)
+                for f in attrs.fields(Batch)
+                for t in [getattr(self, f.name)]
+            }
+        )
+
+    @property
+    def size(self) -> int:
+        for t in (self.audio, self.video, self.targets):
+            if t is not None:
+                return t.shape[0]
+        raise ValueError("empty batch")
+
+
+@attrs.frozen
+class ModelOutput:
+    logits: torch.Tensor  #: [B, K]
+    fused: torch.Tensor  #: [B, D] the head's input (for metric losses and embeddings)
+
+
+Part = nn.Module | str | Choice | tuple[str, dict[str, Any]] | None
+
+
+class AVModel(nn.Module):
+    """Audio-visual classifier built from parts; either modality may be absent."""
+
+    def __init__(
+        self,
+        *,
+        audio_encoder: nn.Module | None,
+        video_encoder: nn.Module | None,
+        audio_intra: nn.Module | None,
+        video_intra: nn.Module | None,
+        fusion: nn.Module,
+        head: nn.Module,
+        class_names: tuple[str, ...],
+        inputs: InputSpec,
+    ) -> None:
+        super().__init__()
+        if audio_encoder is None and video_encoder is None:
+            raise ConfigError("audio", "a model needs at least one of audio and video")
+        self.audio_encoder = audio_encoder
+        self.video_encoder = video_encoder
+        self.audio_intra = audio_intra or nn.Identity()
+        self.video_intra = video_intra or nn.Identity()
+        self.fusion = fusion
+        self.head = head
+        self.class_names = tuple(class_names)
+        self.inputs = inputs
+        self.register_buffer("audio_mean", torch.zeros(inputs.audio_features))
+        self.register_buffer("audio_std", torch.ones(inputs.audio_features))
+        self.geometry_proj = None
+        if video_encoder is not None and inputs.geometry_dim > 0:
+            self.geometry_proj = nn.Linear(inputs.geometry_dim, video_encoder.out_dim)
+            self.register_buffer("geometry_mean", torch.zeros(inputs.geometry_dim))
+            self.register_buffer("geometry_std", torch.ones(inputs.geometry_dim))
+
+    @property
+    def uses_audio(self) -> bool:
+        return self.audio_encoder is not None
+
+    @property
+    def uses_video(self) -> bool:
+        return self.video_encoder is not None
+
+    def set_audio_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-band normalisation statistics from the training set (stored with the model)."""
+        self.audio_mean.copy_(mean)
+        self.audio_std.copy_(std.clamp_min(1e-5))
+
+    def encode_audio(self, batch: Batch) -> Tokens:
+        x = (batch.audio - self.audio_mean[:, None]) / self.audio_std[:, None]
+        return self.audio_intra(self.audio_encoder(x, batch.audio_mask))
+
+    def encode_video(self, batch: Batch) -> Tokens:
+        x = (batch.video - 0.5) / 0.25
+        tokens = self.video_encoder(x, batch.video_mask)
+        if self.geometry_proj is not None and batch.geometry is not None:
+            geometry = (batch.geometry - self.geometry_mean) / self.geometry_std
+            g = self.geometry_proj(geometry).transpose(1, 2)  # [B, D, T]
+            g = nn.functional.adaptive_avg_pool1d(g, tokens.x.shape[1]).transpose(1, 2)
+            tokens = Tokens(tokens.x + g, tokens.mask)
+        return self.video_intra(tokens)
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        audio = self.encode_audio(batch) if self.uses_audio else None
+        video = self.encode_video(batch) if self.uses_video else None
+        fused = self.fusion(audio, video)
+        return ModelOutput(self.head(fused), fused)
+
+
+def _resolve(kind: str, part: Part, **dims: Any) -> nn.Module | None:
+    """A part given as a module, a name, (name, params), or a Choice → a built module."""
+    if part is None:
+        return None
+    if isinstance(part, nn.Module):
+        return part
+    if isinstance(part, str):
+        part = Choice(part)
+    elif isinstance(part, tuple):
+        from avsent.config import from_dict
+
+        name, params = part
+        component = get_registry().get(kind, name)
+        config = from_dict(component.config, params, kind) if component.config else None
+        part = Choice(name, config)
+    if part.name == NONE:
+        return None
+    return get_registry().get(kind, part.name).build(part.config, **dims)
+
+
+def compose(
+    *,
+    audio: Part = None,
+    video: Part = None,
+    audio_intra: Part = None,
+    video_intra: Part = None,
+    fusion: Part = "concat",
+    head: Part = "linear",
+    class_names: tuple[str, ...] | None = None,
+    inputs: InputSpec | None = None,
+) -> AVModel:
+    """Build a model from explicitly named parts, ``(name, params)`` pairs, or modules.
+
+    >>> model = compose(audio="drsn", video="i3dd", fusion="cma")  # doctest: +SKIP
+    """
+    from avsent.labels import EMOTIONS
+
+    inputs = inputs or InputSpec()
+    class_names = tuple(class_names or EMOTIONS)
+    audio_encoder = _resolve("audio_encoder", audio, in_features=inputs.audio_features)
+    video_encoder = _resolve(
+        "video_encoder",
+        video,
+        in_channels=inputs.video_channels,
+        frames=inputs.video_frames,
+        size=inputs.video_size,
+    )
+    audio_intra_m = (
+        _resolve("intra_modal", audio_intra, dim=audio_encoder.out_dim) if audio_encoder else None
+    )
+    video_intra_m = (
+        _resolve("intra_modal", video_intra, dim=video_encoder.out_dim) if video_encoder else None
+    )
+    audio_dim = _out_dim(audio_intra_m, audio_encoder)
+    video_dim = _out_dim(video_intra_m, video_encoder)
+    fusion_m = _resolve("fusion", fusion, audio_dim=audio_dim, video_dim=video_dim)
+    head_m = _resolve("head", head, in_dim=fusion_m.out_dim, num_classes=len(class_names))
+    return AVModel(
+        audio_encoder=audio_encoder,
+        video_encoder=video_encoder,
+        audio_intra=audio_intra_m,
+        video_intra=video_intra_m,
+        fusion=fusion_m,
+        head=head_m,
+        class_names=class_names,
+        inputs=inputs,
+    )
+
+
+def _out_dim(intra: nn.Module | None, encoder: nn.Module | None) -> int | None:
+    if encoder is None:
+        return None
+    return getattr(intra, "out_dim", encoder.out_dim)
+
+
+def build_model(config: Any, inputs: InputSpec, class_names: tuple[str, ...]) -> AVModel:
+    """The model a :class:`~avsent.run_config.RunConfig` describes."""
+    return compose(
+        audio=config.audio,
+        video=config.video,
+        audio_intra=config.audio_intra,
+        video_intra=config.video_intra,
+        fusion=config.fusion,
+        head=config.head,
+        class_names=class_names,
+        inputs=inputs,
+    )
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+
+def inputs_for(config: Any) -> InputSpec:
+    """The input sizes a run config's front-ends produce."""
+    from avsent.faces.geometry import GEOMETRY_DIM
+
+    frontend = get_registry().get("audio_frontend", config.audio_frontend.name)
+    faces = config.faces
+    return InputSpec(
+        audio_features=frontend.build(config.audio_frontend.config).n_features,
+        video_channels=1 if faces.grayscale else 3,
+        video_frames=faces.num_frames,
+        video_size=faces.crop_size,
+        geometry_dim=0 if faces.landmarks.name == NONE else GEOMETRY_DIM,
+    )

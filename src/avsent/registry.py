@@ -1,0 +1,241 @@
+"""The plugin manager: loads every ``avsent`` entry point and collects its components.
+
+Shipped plugins (``avsent.plugins.*``) are entry points of the avsent distribution and go
+through exactly the same path as a third party's. Environment switches:
+
+* ``AVSENT_DISABLE_PLUGIN_AUTOLOAD=1`` loads only avsent's own entry points.
+* ``AVSENT_PLUGINS=name,name`` loads only the named entry points (an allow-list).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+import traceback
+from collections.abc import Callable, Iterable
+from importlib import metadata
+from typing import Any
+
+import attrs
+import pluggy
+
+from avsent import hookspecs
+from avsent.errors import RegistryError
+
+ENTRY_POINT_GROUP = "avsent"
+DISABLE_AUTOLOAD_ENV = "AVSENT_DISABLE_PLUGIN_AUTOLOAD"
+ALLOW_LIST_ENV = "AVSENT_PLUGINS"
+
+#: kind name → the hook that registers it
+KIND_HOOKS: dict[str, str] = {
+    "audio_frontend": "register_audio_frontends",
+    "audio_encoder": "register_audio_encoders",
+    "video_encoder": "register_video_encoders",
+    "intra_modal": "register_intra_modal_blocks",
+    "fusion": "register_fusions",
+    "head": "register_heads",
+    "recipe": "register_recipes",
+    "dataset": "register_datasets",
+    "face_detector": "register_face_detectors",
+    "landmark_backend": "register_landmark_backends",
+    "command": "register_commands",
+}
+KINDS: tuple[str, ...] = tuple(KIND_HOOKS)
+
+
+@attrs.frozen
+class Component:
+    """One registered thing: a factory (most kinds), a recipe, or a CLI command."""
+
+    kind: str
+    name: str
+    obj: Any
+    plugin: str
+    config: type | None = None
+    description: str = ""
+
+    def build(self, config: Any = None, **dims: Any) -> Any:
+        """Call the factory with a config (defaults when ``None``) and the input dims."""
+        if config is None and self.config is not None:
+            config = self.config()
+        return self.obj(config, **dims) if self.config is not None else self.obj(**dims)
+
+
+@attrs.define
+class PluginInfo:
+    name: str
+    version: str | None
+    hooks: list[str] = attrs.Factory(list)
+    error: str | None = None
+
+
+class Registry:
+    """Components by kind and name, from every loaded plugin."""
+
+    def __init__(self, *, autoload: bool = True) -> None:
+        self.pm = pluggy.PluginManager("avsent")
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: dict[str, PluginInfo] = {}
+        self._components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
+        if autoload:
+            self._load_entry_points()
+
+    # -- loading ---------------------------------------------------------------
+    def _load_entry_points(self) -> None:
+        only_own = os.environ.get(DISABLE_AUTOLOAD_ENV, "") not in ("", "0")
+        allow = _split_names(os.environ.get(ALLOW_LIST_ENV, ""))
+        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            dist = getattr(ep, "dist", None)
+            own = dist is not None and dist.name == "avsent"
+            if (only_own and not own) or (allow and ep.name not in allow):
+                continue
+            version = dist.version if dist is not None else None
+            try:
+                module = ep.load()
+            except Exception as exc:
+                self.plugins[ep.name] = PluginInfo(ep.name, version, error=_reason(exc))
+                continue
+            self.register_plugin(module, name=ep.name, version=version)
+
+    def register_plugin(self, plugin: object, name: str, version: str | None = None) -> bool:
+        """Register one plugin object (module or class instance); report, never raise, on failure.
+
+        Returns whether the plugin loaded. Duplicate component names are the exception: they
+        raise :class:`RegistryError` naming both plugins, since either choice would be a guess.
+        """
+        info = PluginInfo(name, version)
+        self.plugins[name] = info
+        try:
+            self.pm.register(plugin, name=name)
+            self.pm.check_pending()
+        except Exception as exc:
+            info.error = _reason(exc)
+            if self.pm.is_registered(plugin):
+                self.pm.unregister(plugin)
+            return False
+        info.hooks = sorted(impl.name for impl in _hookcallers_of(self.pm, plugin))
+        staged: list[Component] = []
+        try:
+            for kind, hook_name in KIND_HOOKS.items():
+                for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+                    if impl.plugin is plugin:
+                        impl.function(register=_collector(kind, name, staged))
+        except Exception as exc:
+            info.error = _reason(exc)
+            self.pm.unregister(plugin)
+            return False
+        for comp in staged:
+            existing = self._components[comp.kind].get(comp.name)
+            if existing is not None:
+                raise RegistryError(
+                    f"{_kind_label(comp.kind)} {comp.name!r} is registered by both plugin "
+                    f"{existing.plugin!r} and plugin {comp.plugin!r}; uninstall one, or choose "
+                    f"plugins with {ALLOW_LIST_ENV}=name,name"
+                )
+        for comp in staged:
+            self._components[comp.kind][comp.name] = comp
+        return True
+
+    def unregister_plugin(self, name: str) -> None:
+        """Remove a plugin and everything it registered (tests use this in ``finally``)."""
+        plugin = self.pm.get_plugin(name)
+        if plugin is not None:
+            self.pm.unregister(plugin)
+        self.plugins.pop(name, None)
+        for by_name in self._components.values():
+            for comp_name in [n for n, c in by_name.items() if c.plugin == name]:
+                del by_name[comp_name]
+
+    # -- lookup ----------------------------------------------------------------
+    def get(self, kind: str, name: str) -> Component:
+        """The component ``name`` of ``kind``; an unknown name lists what is available."""
+        if kind not in self._components:
+            raise RegistryError(f"unknown component kind {kind!r}; kinds are: {', '.join(KINDS)}")
+        found = self._components[kind].get(name)
+        if found is not None:
+            return found
+        known = sorted(self._components[kind])
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise RegistryError(
+            f"no {_kind_label(kind)} named {name!r}.{hint} Available: {', '.join(known) or 'none'}"
+        )
+
+    def list(self, kind: str | None = None, pattern: str = "*") -> list[Component]:
+        kinds = [kind] if kind else list(KINDS)
+        for k in kinds:
+            if k not in self._components:
+                raise RegistryError(f"unknown component kind {k!r}; kinds are: {', '.join(KINDS)}")
+        return [
+            comp
+            for k in kinds
+            for name, comp in sorted(self._components[k].items())
+            if fnmatch.fnmatch(name, pattern)
+        ]
+
+    def components_of(self, plugin: str) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for comp in self.list():
+            if comp.plugin == plugin:
+                out.setdefault(comp.kind, []).append(comp.name)
+        return out
+
+
+def _collector(kind: str, plugin: str, staged: list[Component]) -> Callable[..., None]:
+    if kind == "command":
+
+        def register_command(command: Any) -> None:
+            staged.append(Component(kind, command.name, command, plugin))
+
+        return register_command
+    if kind == "recipe":
+
+        def register_recipe(name: str, recipe: Any, description: str = "") -> None:
+            staged.append(Component(kind, name, recipe, plugin, None, description))
+
+        return register_recipe
+
+    def register(
+        name: str, factory: Callable[..., Any], config: type | None = None, description: str = ""
+    ) -> None:
+        if config is not None and not attrs.has(config):
+            raise TypeError(f"config for {name!r} must be an attrs class, got {config!r}")
+        staged.append(Component(kind, name, factory, plugin, config, description))
+
+    return register
+
+
+def _hookcallers_of(pm: pluggy.PluginManager, plugin: object) -> Iterable[Any]:
+    return pm.get_hookcallers(plugin) or []
+
+
+def _split_names(value: str) -> set[str]:
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def _reason(exc: BaseException) -> str:
+    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" (at {last[0].filename}:{last[0].lineno})" if last else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _kind_label(kind: str) -> str:
+    return kind.replace("_", " ")
+
+
+_registry: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loaded on first use."""
+    global _registry
+    if _registry is None:
+        _registry = Registry()
+    return _registry
+
+
+def reset_registry() -> None:
+    """Forget the loaded registry so the next :func:`get_registry` reloads (env changes)."""
+    global _registry
+    _registry = None

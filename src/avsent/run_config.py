@@ -1,0 +1,113 @@
+"""The whole description of a run, as one attrs tree that reads and writes TOML.
+
+A recipe (``mavsa-di``) is a partial run config; :func:`default_run_config` lays it over
+the defaults below. ``avsent config show RECIPE`` prints the result, ready to edit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+from attrs import validators as v
+
+from avsent.config import Choice, apply_overrides, choice_field, deep_merge, from_dict, to_dict
+
+
+@attrs.define
+class FacesConfig:
+    """The video front-end: which frames, how faces are found and cropped."""
+
+    num_frames: int = attrs.field(default=16, validator=v.ge(1))
+    sample_fps: float | None = None  #: None = ``num_frames`` spread uniformly over the clip
+    crop_size: int = attrs.field(default=64, validator=v.ge(8))
+    grayscale: bool = False
+    margin: float = attrs.field(default=0.25, validator=v.ge(0.0))
+    detect_width: int = attrs.field(default=320, validator=v.ge(64))  #: detect on this width
+    no_face: Literal["error", "skip", "center"] = "skip"
+    detector: Choice = choice_field("face_detector", "haar")
+    landmarks: Choice = choice_field("landmark_backend", "none")
+
+
+@attrs.define
+class SplitConfig:
+    """How clips are divided; ``speaker-kfold`` and ``loso`` keep speakers apart."""
+
+    method: Literal["random", "speaker-kfold", "loso", "predefined"] = "random"
+    folds: int = attrs.field(default=5, validator=v.ge(2))
+    fold: int = attrs.field(default=0, validator=v.ge(0))
+    val_fraction: float = attrs.field(default=0.15, validator=[v.ge(0.0), v.lt(1.0)])
+    test_fraction: float = attrs.field(default=0.15, validator=[v.ge(0.0), v.lt(1.0)])
+
+
+@attrs.define
+class DataConfig:
+    dataset: Choice = choice_field("dataset", "synthetic")
+    split: SplitConfig = attrs.Factory(SplitConfig)
+    cache_dir: str = ".avsent-cache"
+    workers: int = attrs.field(default=2, validator=v.ge(0))
+
+
+@attrs.define
+class TrainConfig:
+    epochs: int = attrs.field(default=30, validator=v.ge(1))
+    batch_size: int = attrs.field(default=16, validator=v.ge(1))
+    lr: float = attrs.field(default=1e-3, validator=v.gt(0.0))
+    weight_decay: float = attrs.field(default=1e-4, validator=v.ge(0.0))
+    schedule: Literal["constant", "cosine", "onecycle"] = "cosine"
+    warmup_epochs: int = attrs.field(default=1, validator=v.ge(0))
+    patience: int = attrs.field(default=10, validator=v.ge(0))  #: 0 = no early stopping
+    class_weighting: bool = True
+    label_smoothing: float = attrs.field(default=0.0, validator=[v.ge(0.0), v.lt(1.0)])
+    amp: bool = False
+    compile: bool = False
+    device: str = "auto"
+    seed: int = 0
+
+
+@attrs.define
+class RunConfig:
+    """Everything a run needs. Model slots are top-level: ``--set video.growth_rate=16``."""
+
+    recipe: str = "mavsa-di"
+    audio_frontend: Choice = choice_field("audio_frontend", "mel-chroma")
+    faces: FacesConfig = attrs.Factory(FacesConfig)
+    audio: Choice = choice_field("audio_encoder", "drsn")
+    video: Choice = choice_field("video_encoder", "i3dd")
+    audio_intra: Choice = choice_field("intra_modal", "ima")
+    video_intra: Choice = choice_field("intra_modal", "ima")
+    fusion: Choice = choice_field("fusion", "cma")
+    head: Choice = choice_field("head", "linear")
+    data: DataConfig = attrs.Factory(DataConfig)
+    train: TrainConfig = attrs.Factory(TrainConfig)
+    runs_dir: str = "runs"
+
+
+def default_run_config(
+    recipe: str = "mavsa-di", overrides: dict[str, Any] | None = None, base: dict | None = None
+) -> RunConfig:
+    """The recipe's config (its partial config over the defaults), then ``overrides``.
+
+    ``base`` is a full config dict (e.g. a run's saved file) used instead of the defaults.
+    """
+    if base is None:
+        base = run_config_dict(recipe)
+    data = apply_overrides(base, overrides or {})
+    return from_dict(RunConfig, data)
+
+
+def run_config_dict(recipe: str) -> dict[str, Any]:
+    """The defaults with the recipe laid over them, as a plain dict."""
+    from avsent.recipe import recipe_config
+
+    data = deep_merge(to_dict(RunConfig()), recipe_config(recipe))
+    data["recipe"] = recipe
+    return data
+
+
+def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """A saved run config file plus overrides; every field checked."""
+    from avsent.config import load_toml
+
+    return default_run_config(base=load_toml(path), overrides=overrides)
