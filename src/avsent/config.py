@@ -149,7 +149,10 @@ def _structure(tp: Any, value: Any, path: str) -> Any:
         elif origin is tuple and args:
             if len(args) != len(value):
                 raise ConfigError(path, f"expected {len(args)} items, got {len(value)}")
-            items = [_structure(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value))]
+            items = [
+                _structure(a, v, f"{path}[{i}]")
+                for i, (a, v) in enumerate(zip(args, value, strict=True))
+            ]
         else:
             item_tp = args[0] if args else Any
             items = [_structure(item_tp, v, f"{path}[{i}]") for i, v in enumerate(value)]

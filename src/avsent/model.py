@@ -236,7 +236,6 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-
 def inputs_for(config: Any) -> InputSpec:
     """The input sizes a run config's front-ends produce."""
     from avsent.faces.geometry import GEOMETRY_DIM

@@ -1,0 +1,22 @@
+"""Shared fixtures: where the real media lives, and a registry that tests may extend."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("AVSENT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+# Tests run many small torch ops; one thread each keeps 2-core machines responsive.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real recordings in ../shared/data, or a skip saying why they are missing."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real media not found at {SHARED_DATA} (set AVSENT_SHARED_DATA)")
+    return SHARED_DATA

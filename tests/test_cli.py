@@ -1,0 +1,77 @@
+"""The core CLI commands, driven as a user would (in-process via click's runner)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+from click.testing import CliRunner
+
+from avsent import __version__
+from avsent.cli import cli, main
+from avsent.hookspecs import hookimpl
+from avsent.registry import get_registry
+
+
+def invoke(*args: str):
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_version():
+    assert __version__ in invoke("--version")
+
+
+def test_plugins_json_lists_shipped_plugins_with_components():
+    rows = {row["name"]: row for row in json.loads(invoke("plugins", "--json"))}
+    assert rows["drsn"]["components"]["audio_encoder"] == ["drsn", "resnet-plain"]
+    assert "register_audio_encoders" in rows["drsn"]["hooks"]
+    assert all(row["error"] is None for row in rows.values())
+
+
+def test_broken_plugin_shows_its_error_without_breaking_the_command():
+    class Broken:
+        @hookimpl
+        def register_fusions(self, register):
+            raise ImportError("needs a package that is not installed")
+
+    registry = get_registry()
+    registry.register_plugin(Broken(), name="broken-fusion")
+    try:
+        rows = {row["name"]: row for row in json.loads(invoke("plugins", "--json"))}
+        assert "not installed" in rows["broken-fusion"]["error"]
+        assert rows["attention"]["error"] is None
+        assert "broken-fusion" in invoke("plugins")
+    finally:
+        registry.unregister_plugin("broken-fusion")
+
+
+def test_components_filters_by_kind():
+    rows = json.loads(invoke("components", "fusion", "--json"))
+    assert {row["name"] for row in rows} >= {"cma", "concat", "passthrough"}
+    assert {row["kind"] for row in rows} == {"fusion"}
+
+
+def test_config_show_prints_a_loadable_full_config():
+    text = invoke("config", "show", "mavsa-di", "--set", "video.growth_rate=16")
+    data = tomllib.loads(text)
+    assert data["recipe"] == "mavsa-di"
+    assert data["video"]["name"] == "i3dd" and data["video"]["growth_rate"] == 16
+    assert data["train"]["epochs"] >= 1
+
+
+def test_config_error_is_one_clear_line(capsys):
+    try:
+        main(["config", "show", "mavsa-di", "--set", "video.growth_rate=fast"])
+    except SystemExit as exc:
+        assert exc.code == 2
+    err = capsys.readouterr().err
+    assert "video.growth_rate" in err and "expected an integer" in err
+    assert "Traceback" not in err
+
+
+def test_describe_prints_parameter_counts():
+    rows = json.loads(invoke("describe", "mavsa-di-small", "--json"))
+    assert rows[0]["recipe"] == "mavsa-di-small"
+    assert rows[0]["parameters"] == sum(rows[0]["parts"].values())
