@@ -1,0 +1,146 @@
+"""IMA, CMA and the simple fusions: shapes, widths, errors, and masks that really mask."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from avsent.contracts import Tokens
+from avsent.errors import ConfigError
+from avsent.plugins.attention import (
+    CMAConfig,
+    ConcatFusion,
+    CrossModalAttention,
+    IdentityIntra,
+    IMAConfig,
+    IntraModalAttention,
+    PassthroughFusion,
+)
+from avsent.registry import get_registry
+
+
+def _tokens(batch: int, steps: int, dim: int, lengths: list[int], seed: int = 0) -> Tokens:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, steps, dim, generator=g)
+    mask = torch.arange(steps)[None, :] < torch.tensor(lengths)[:, None]
+    return Tokens(x, mask)
+
+
+def _scramble_padding(tokens: Tokens, seed: int = 1) -> Tokens:
+    """Same real steps, different (large) junk at padded steps."""
+    g = torch.Generator().manual_seed(seed)
+    junk = 100 * torch.randn(tokens.x.shape, generator=g)
+    x = torch.where(tokens.mask.unsqueeze(-1), tokens.x, junk)
+    return Tokens(x, tokens.mask)
+
+
+@pytest.mark.parametrize("style", ["paper", "transformer"])
+@pytest.mark.parametrize("d_model", [0, 16])
+def test_ima_shapes_width_and_mask(style, d_model):
+    block = IntraModalAttention(
+        IMAConfig(style=style, d_model=d_model, heads=2, layers=2, positional=True), dim=8
+    ).eval()
+    tokens = _tokens(3, 7, 8, [7, 4, 1])
+    out = block(tokens)
+    assert block.out_dim == (d_model or 8)
+    assert out.x.shape == (3, 7, block.out_dim)
+    assert torch.equal(out.mask, tokens.mask)
+    # padded positions are zero, and their content never reaches a real position
+    assert torch.all(out.x[~tokens.mask] == 0)
+    again = block(_scramble_padding(tokens))
+    torch.testing.assert_close(again.x, out.x)
+
+
+def test_ima_paper_style_is_the_attention_core():
+    """style='paper', one head, one layer: output = out(softmax(QKᵀ/√d) V) at real steps."""
+    block = IntraModalAttention(IMAConfig(style="paper", heads=1, layers=1), dim=4).eval()
+    tokens = _tokens(1, 5, 4, [3])
+    attn = block.layers[0]
+    x = tokens.x[0, :3]
+    q, k, v = attn.q(x), attn.k(x), attn.v(x)
+    expected = attn.out(torch.softmax(q @ k.T / 2.0, dim=-1) @ v)
+    torch.testing.assert_close(block(tokens).x[0, :3], expected)
+
+
+def test_ima_heads_must_divide_width():
+    with pytest.raises(ConfigError, match="divisible"):
+        IntraModalAttention(IMAConfig(heads=3), dim=8)
+
+
+def test_ima_survives_an_all_padding_row():
+    block = IntraModalAttention(IMAConfig(heads=2), dim=8).eval()
+    tokens = _tokens(2, 4, 8, [4, 0])
+    out = block(tokens)
+    assert torch.isfinite(out.x).all()
+    assert torch.all(out.x[1] == 0)
+
+
+def test_identity_keeps_tokens_and_width():
+    tokens = _tokens(2, 3, 5, [3, 2])
+    block = IdentityIntra(dim=5)
+    assert block.out_dim == 5
+    assert block(tokens) is tokens
+
+
+@pytest.mark.parametrize("combine", ["concat", "sum"])
+def test_cma_output_and_masks(combine):
+    fusion = CrossModalAttention(
+        CMAConfig(d_model=16, heads=4, layers=2, combine=combine), audio_dim=6, video_dim=10
+    ).eval()
+    audio = _tokens(3, 9, 6, [9, 5, 2], seed=2)
+    video = _tokens(3, 4, 10, [4, 4, 1], seed=3)
+    out = fusion(audio, video)
+    assert out.shape == (3, fusion.out_dim)
+    assert fusion.out_dim == (32 if combine == "concat" else 16)
+    torch.testing.assert_close(fusion(_scramble_padding(audio), _scramble_padding(video)), out)
+    # real steps do matter, in both modalities
+    other_audio = Tokens(audio.x + audio.mask.unsqueeze(-1), audio.mask)
+    assert not torch.allclose(fusion(other_audio, video), out)
+    other_video = Tokens(video.x + video.mask.unsqueeze(-1), video.mask)
+    assert not torch.allclose(fusion(audio, other_video), out)
+
+
+def test_cma_needs_both_modalities():
+    with pytest.raises(ConfigError, match="passthrough"):
+        CrossModalAttention(CMAConfig(), audio_dim=8, video_dim=None)
+
+
+def test_concat_is_masked_means_side_by_side():
+    audio = _tokens(2, 5, 3, [5, 2])
+    video = _tokens(2, 4, 2, [1, 4])
+    fusion = ConcatFusion(audio_dim=3, video_dim=2)
+    out = fusion(audio, video)
+    assert fusion.out_dim == 5
+    torch.testing.assert_close(out[1, :3], audio.x[1, :2].mean(0))
+    torch.testing.assert_close(out[0, 3:], video.x[0, :1].mean(0))
+    torch.testing.assert_close(fusion(_scramble_padding(audio), _scramble_padding(video)), out)
+    assert ConcatFusion(audio_dim=None, video_dim=2)(None, video).shape == (2, 2)
+
+
+def test_passthrough_takes_exactly_one_modality():
+    video = _tokens(2, 4, 6, [4, 3])
+    fusion = PassthroughFusion(audio_dim=None, video_dim=6)
+    assert fusion.out_dim == 6
+    torch.testing.assert_close(fusion(None, video), video.mean())
+    torch.testing.assert_close(fusion(None, _scramble_padding(video)), video.mean())
+    with pytest.raises(ConfigError, match="exactly one"):
+        PassthroughFusion(audio_dim=4, video_dim=6)
+    with pytest.raises(ConfigError, match="exactly one"):
+        PassthroughFusion(audio_dim=None, video_dim=None)
+    with pytest.raises(ConfigError, match="exactly one"):
+        fusion(video, video)
+
+
+def test_parts_are_registered_through_the_entry_point():
+    registry = get_registry()
+    for kind, name in [
+        ("intra_modal", "ima"),
+        ("intra_modal", "identity"),
+        ("fusion", "cma"),
+        ("fusion", "concat"),
+        ("fusion", "passthrough"),
+    ]:
+        assert registry.get(kind, name).plugin == "attention"
+    built = registry.get("fusion", "cma").build(None, audio_dim=8, video_dim=8)
+    assert built.out_dim == 128
+    assert registry.get("intra_modal", "identity").build(None, dim=7).out_dim == 7
