@@ -55,12 +55,17 @@ class TrainConfig:
     batch_size: int = attrs.field(default=16, validator=v.ge(1))
     lr: float = attrs.field(default=1e-3, validator=v.gt(0.0))
     weight_decay: float = attrs.field(default=1e-4, validator=v.ge(0.0))
+    optimizer: Literal["adam", "adamw"] = "adam"  #: adam (the paper's) = L2 decay; adamw decoupled
     schedule: Literal["constant", "cosine", "onecycle"] = "cosine"
     warmup_epochs: int = attrs.field(default=1, validator=v.ge(0))
     patience: int = attrs.field(default=10, validator=v.ge(0))  #: 0 = no early stopping
     class_weighting: bool = True
     label_smoothing: float = attrs.field(default=0.0, validator=[v.ge(0.0), v.lt(1.0)])
-    amp: bool = False
+    grad_clip: float = attrs.field(default=0.0, validator=v.ge(0.0))  #: max grad norm; 0 = off
+    max_audio_frames: int | None = None  #: random training crop of long clips (None = whole)
+    loader_workers: int = attrs.field(default=0, validator=v.ge(0))  #: DataLoader processes
+    amp: bool = False  #: mixed precision (autocast); see amp_dtype
+    amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"  #: float16 (+ grad scaling) needs CUDA
     compile: bool = False
     device: str = "auto"
     seed: int = 0
