@@ -1,0 +1,1 @@
+"""Decoding media files (audio here, video frames in :mod:`avsent.media.video`) in-process."""

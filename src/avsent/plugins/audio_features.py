@@ -1,0 +1,109 @@
+"""The paper's audio front-end: one STFT per clip → log-mel + chroma, stacked on frequency.
+
+The mel and chroma filter banks are built once per front-end and applied to the same
+power spectrogram, which is what ``librosa.feature.melspectrogram(S=...)`` and
+``librosa.feature.chroma_stft(S=..., tuning=...)`` compute (a test checks it) without
+rebuilding the banks — or a second STFT — for every clip.
+
+Output rows: ``n_mels`` log-mel bands in dB (ref 1.0, so levels are comparable across
+clips), then 12 chroma bins in [0, 1]. The scales differ; the model normalises each row
+with dataset statistics stored in its buffers (``AVModel.set_audio_stats``), so they
+travel with the checkpoint. ``per_utterance_norm`` standardises each row per clip instead.
+"""
+
+from __future__ import annotations
+
+import attrs
+import librosa
+import numpy as np
+from attrs import validators as v
+
+from avsent.hookspecs import hookimpl
+
+N_CHROMA = 12
+
+
+def _check_fmax(config: MelChromaConfig, attribute: attrs.Attribute, value: float | None) -> None:
+    nyquist = config.sample_rate / 2
+    if value is not None and not config.fmin < value <= nyquist:
+        raise ValueError(f"must lie in (fmin={config.fmin}, sample_rate/2={nyquist}], got {value}")
+
+
+@attrs.define
+class MelChromaConfig:
+    sample_rate: int = attrs.field(default=22050, validator=v.ge(1000))
+    n_fft: int = attrs.field(default=2048, validator=v.ge(16))
+    hop_length: int = attrs.field(default=512, validator=v.ge(1))
+    n_mels: int = attrs.field(default=128, validator=v.ge(1))
+    fmin: float = attrs.field(default=0.0, validator=v.ge(0.0))
+    fmax: float | None = attrs.field(default=None, validator=_check_fmax)  #: None = sr/2
+    #: chroma tuning in fractions of a bin; None estimates it per clip (slower: piptrack)
+    tuning: float | None = 0.0
+    amin: float = attrs.field(default=1e-10, validator=v.gt(0.0))  #: power floor before dB
+    top_db: float | None = None  #: clip each clip's log-mel to max − top_db; None = no clip
+    per_utterance_norm: bool = False  #: standardise each row per clip (else dataset stats)
+    norm_eps: float = attrs.field(default=1e-5, validator=v.gt(0.0))
+
+
+class MelChroma:
+    """Waveform [N] → float32 [n_mels + 12, T], satisfying ``contracts.AudioFrontEnd``."""
+
+    def __init__(self, config: MelChromaConfig | None = None) -> None:
+        self.config = config or MelChromaConfig()
+        c = self.config
+        self.sample_rate = c.sample_rate
+        self.n_features = c.n_mels + N_CHROMA
+        self.frames_per_second = c.sample_rate / c.hop_length
+        self._mel_basis = librosa.filters.mel(
+            sr=c.sample_rate, n_fft=c.n_fft, n_mels=c.n_mels, fmin=c.fmin, fmax=c.fmax
+        ).astype(np.float32)
+        self._chroma_basis = (
+            None if c.tuning is None else self._chroma_filters(c.tuning).astype(np.float32)
+        )
+
+    def _chroma_filters(self, tuning: float) -> np.ndarray:
+        c = self.config
+        return librosa.filters.chroma(
+            sr=c.sample_rate, n_fft=c.n_fft, tuning=tuning, n_chroma=N_CHROMA
+        )
+
+    def power_spectrogram(self, samples: np.ndarray) -> np.ndarray:
+        """|STFT|² [1 + n_fft/2, T], T = 1 + N // hop (centred frames)."""
+        c = self.config
+        stft = librosa.stft(samples, n_fft=c.n_fft, hop_length=c.hop_length)
+        return stft.real**2 + stft.imag**2
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.ndim != 1 or samples.size == 0:
+            raise ValueError(f"expected mono samples [N] with N > 0, got shape {samples.shape}")
+        c = self.config
+        power = self.power_spectrogram(samples)
+        log_mel = librosa.power_to_db(
+            self._mel_basis @ power, ref=1.0, amin=c.amin, top_db=c.top_db
+        )
+        chroma_basis = self._chroma_basis
+        if chroma_basis is None:
+            tuning = librosa.estimate_tuning(S=power, sr=c.sample_rate, bins_per_octave=N_CHROMA)
+            chroma_basis = self._chroma_filters(tuning)
+        chroma = librosa.util.normalize(chroma_basis @ power, norm=np.inf, axis=0)
+        features = np.concatenate([log_mel, chroma], axis=0).astype(np.float32, copy=False)
+        if c.per_utterance_norm:
+            mean = features.mean(axis=1, keepdims=True)
+            std = features.std(axis=1, keepdims=True)
+            features = (features - mean) / np.maximum(std, c.norm_eps)
+        return features
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames T for a clip of ``num_samples`` (centred STFT)."""
+        return 1 + num_samples // self.config.hop_length
+
+
+@hookimpl
+def register_audio_frontends(register):
+    register(
+        "mel-chroma",
+        MelChroma,
+        config=MelChromaConfig,
+        description="one STFT → log-mel (128) + chroma (12) stacked on frequency (paper §3.2)",
+    )

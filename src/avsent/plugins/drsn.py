@@ -1,0 +1,232 @@
+"""DRSN audio encoder (Zhao et al., IEEE TII 2020) and its plain-ResNet ablation.
+
+The spectrogram [B, F, T] is a one-channel image. A 3×3 stem conv is followed by stages of
+residual units; the first unit of each stage downsamples frequency and time by
+``freq_stride``/``time_stride``. Each unit is pre-activation (BN-ReLU-Conv3×3 twice); in a
+DRSN the residual branch then goes through soft thresholding with a learned threshold:
+
+    a = GAP(|x|)  [B, C]                        (over valid positions only)
+    α = sigmoid(FC(ReLU(BN(FC(a)))))            channel-wise: C values; channel-shared: 1
+    τ = α · a     (channel-shared: α · mean_c a)  so 0 ≤ τ < mean |x|
+    y = sign(x) · max(|x| − τ, 0)
+
+and the identity is added. A downsampling identity is average pooling with the stride,
+zero-padded with extra channels (no projection conv), as in the paper. After a final
+BN-ReLU, frequency is pooled (mean or learned attention) into tokens [B, T', D].
+
+Padding: positions where the mask is False are zeroed before every convolution and left
+out of the threshold statistics, so in eval mode a clip's tokens are the same whether or
+not it is padded in a batch. During training BatchNorm's batch statistics still see the
+zeros (a batch-level effect, not a per-clip leak).
+
+The paper's net has 3 stages × 4 units at widths 4/8/16 and a stride-2 stem. The defaults
+here are wider for spectrograms (32/64/128) and shallower (2 units, stride-1 stem) to
+stay fast on a CPU; ``units_per_stage = 4`` and ``stem_stride = 2`` are the paper's depth.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+import torch
+import torch.nn.functional as F
+from attrs import validators as v
+from torch import nn
+
+from avsent.contracts import Tokens
+from avsent.hookspecs import hookimpl
+
+Shrinkage = Literal["channel-wise", "channel-shared", "off"]
+
+
+def _positive_ints(instance: object, attribute: attrs.Attribute, value: tuple[int, ...]) -> None:
+    if not value or any(w < 1 for w in value):
+        raise ValueError(f"needs at least one stage and positive widths, got {value}")
+
+
+@attrs.define
+class ResNetConfig:
+    """The residual network shared by the DRSN and its plain (no-shrinkage) counterpart."""
+
+    stem_channels: int = attrs.field(default=32, validator=v.ge(1))
+    stem_stride: int = attrs.field(default=1, validator=v.ge(1))  #: paper: 2
+    widths: tuple[int, ...] = attrs.field(
+        default=(32, 64, 128), converter=tuple, validator=_positive_ints
+    )
+    units_per_stage: int = attrs.field(default=2, validator=v.ge(1))  #: paper: 4
+    freq_stride: int = attrs.field(default=2, validator=v.ge(1))  #: first unit of each stage
+    time_stride: int = attrs.field(default=2, validator=v.ge(1))  #: first unit of each stage
+    freq_pooling: Literal["mean", "attention"] = attrs.field(
+        default="mean", validator=v.in_(("mean", "attention"))
+    )
+    dropout: float = attrs.field(default=0.1, validator=[v.ge(0.0), v.lt(1.0)])
+    out_dim: int | None = attrs.field(default=None, validator=v.optional(v.ge(1)))  #: projection
+
+
+@attrs.define
+class DRSNConfig(ResNetConfig):
+    shrinkage: Shrinkage = attrs.field(
+        default="channel-wise", validator=v.in_(("channel-wise", "channel-shared", "off"))
+    )
+
+
+def soft_threshold(x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    """sign(x) · max(|x| − τ, 0): values inside ±τ become 0, the rest move τ towards 0."""
+    return torch.sign(x) * F.relu(x.abs() - tau)
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over (F, T) of x [B, C, F, T] where mask [B, 1, 1, T] is 1 → [B, C]."""
+    count = (mask.sum(dim=(2, 3)) * x.shape[2]).clamp_min(1.0)
+    return (x * mask).sum(dim=(2, 3)) / count
+
+
+class Shrinkage2d(nn.Module):
+    """The threshold sub-network and soft thresholding of one residual unit."""
+
+    def __init__(self, channels: int, shared: bool) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(channels, channels)
+        self.bn = nn.BatchNorm1d(channels)
+        self.fc2 = nn.Linear(channels, 1 if shared else channels)
+        self.shared = shared
+
+    def thresholds(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """τ ≥ 0 per sample and channel, [B, C, 1, 1] (one value repeated if shared)."""
+        level = _masked_mean(x.abs(), mask)  # [B, C]
+        z = self.fc1(level)
+        # BatchNorm needs two samples to estimate batch statistics: a lone sample in
+        # training (the last, odd batch) uses the running ones instead of failing.
+        use_batch = self.training and z.shape[0] > 1
+        z = F.batch_norm(
+            z, self.bn.running_mean, self.bn.running_var, self.bn.weight, self.bn.bias,
+            training=use_batch, momentum=self.bn.momentum, eps=self.bn.eps,
+        )  # fmt: skip
+        alpha = torch.sigmoid(self.fc2(F.relu(z)))
+        if self.shared:
+            level = level.mean(dim=1, keepdim=True)
+        tau = (alpha * level).expand(-1, x.shape[1])
+        return tau[:, :, None, None]
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return soft_threshold(x, self.thresholds(x, mask))
+
+
+class ResidualUnit(nn.Module):
+    """RSBU (or a plain pre-activation unit when ``shrinkage == "off"``)."""
+
+    def __init__(
+        self, c_in: int, c_out: int, stride: tuple[int, int], shrinkage: Shrinkage
+    ) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.shrink = (
+            None if shrinkage == "off" else Shrinkage2d(c_out, shared=shrinkage == "channel-shared")
+        )
+        self.stride = stride
+        self.extra_channels = c_out - c_in
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, C, F, T] with mask [B, 1, 1, T] (float) → the same at the unit's stride."""
+        out_mask = _stride_mask(mask, self.stride[1])
+        r = self.conv1(F.relu(self.bn1(x)) * mask)
+        r = self.conv2(F.relu(self.bn2(r)) * out_mask)
+        if self.shrink is not None:
+            r = self.shrink(r, out_mask)
+        identity = x
+        if self.stride != (1, 1):
+            # Mean over the valid steps of each window, so a window that straddles the
+            # end of a clip averages the same values padded or not.
+            identity = F.avg_pool2d(x, self.stride, self.stride, ceil_mode=True)
+            valid = F.avg_pool2d(mask, (1, self.stride[1]), (1, self.stride[1]), ceil_mode=True)
+            identity = identity / valid.clamp_min(1e-6)
+        if self.extra_channels > 0:
+            identity = F.pad(identity, (0, 0, 0, 0, 0, self.extra_channels))
+        return (r + identity) * out_mask, out_mask
+
+
+def _stride_mask(mask: torch.Tensor, stride: int) -> torch.Tensor:
+    """[B, 1, 1, T] → [B, 1, 1, ceil(T / stride)]: the exact output length of a stride-s
+    conv (k=3, p=1) and of ceil-mode pooling; a step is real if any step it covers is."""
+    if stride == 1:
+        return mask
+    return F.max_pool2d(mask, (1, stride), (1, stride), ceil_mode=True)
+
+
+class DRSN(nn.Module):
+    """Spectrogram [B, F, T] + mask [B, T] → :class:`Tokens` [B, T', out_dim]."""
+
+    def __init__(
+        self, config: ResNetConfig, *, in_features: int, shrinkage: Shrinkage | None = None
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.in_features = in_features
+        self.shrinkage = shrinkage or getattr(config, "shrinkage", "off")
+        c = config
+        self.stem = nn.Conv2d(1, c.stem_channels, 3, stride=c.stem_stride, padding=1, bias=False)
+        units: list[ResidualUnit] = []
+        channels = c.stem_channels
+        for width in c.widths:
+            for i in range(c.units_per_stage):
+                stride = (c.freq_stride, c.time_stride) if i == 0 else (1, 1)
+                units.append(ResidualUnit(channels, width, stride, self.shrinkage))
+                channels = width
+        if any(u.extra_channels < 0 for u in units):
+            raise ValueError(f"widths must not shrink (stem {c.stem_channels}, {c.widths})")
+        self.units = nn.ModuleList(units)
+        self.bn_out = nn.BatchNorm2d(channels)
+        self.freq_attention = nn.Conv2d(channels, 1, 1) if c.freq_pooling == "attention" else None
+        self.dropout = nn.Dropout(c.dropout)
+        self.proj = nn.Linear(channels, c.out_dim) if c.out_dim else None
+        self.out_dim = c.out_dim or channels
+        #: input frames per output token
+        self.time_reduction = c.stem_stride * c.time_stride ** len(c.widths)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> Tokens:
+        if x.dim() != 3:
+            raise ValueError(f"DRSN expects features [B, F, T], got {tuple(x.shape)}")
+        if mask is None:
+            mask = torch.ones(x.shape[0], x.shape[2], dtype=torch.bool, device=x.device)
+        m = mask[:, None, None, :].to(x.dtype)
+        h = x.unsqueeze(1) * m
+        m = _stride_mask(m, self.config.stem_stride)
+        h = self.stem(h) * m
+        for unit in self.units:
+            h, m = unit(h, m)
+        h = F.relu(self.bn_out(h))  # [B, C, F', T']
+        if self.freq_attention is None:
+            pooled = h.mean(dim=2)
+        else:
+            weights = torch.softmax(self.freq_attention(h), dim=2)  # over frequency
+            pooled = (h * weights).sum(dim=2)
+        tokens = self.dropout(pooled.transpose(1, 2))  # [B, T', C]
+        if self.proj is not None:
+            tokens = self.proj(tokens)
+        out_mask = m[:, 0, 0, :] > 0
+        return Tokens(tokens * out_mask.unsqueeze(-1).to(tokens.dtype), out_mask)
+
+
+def plain_resnet(config: ResNetConfig, *, in_features: int) -> DRSN:
+    """The "w/o DRSN" ablation: the same network, no soft thresholding."""
+    return DRSN(config, in_features=in_features, shrinkage="off")
+
+
+@hookimpl
+def register_audio_encoders(register):
+    register(
+        "drsn",
+        DRSN,
+        config=DRSNConfig,
+        description="deep residual shrinkage network over (freq, time) → time tokens (paper §3.2)",
+    )
+    register(
+        "resnet-plain",
+        plain_resnet,
+        config=ResNetConfig,
+        description="the DRSN without soft thresholding (the 'w/o DRSN' ablation)",
+    )
