@@ -13,6 +13,7 @@ import attrs
 from attrs import validators as v
 
 from avsent.config import Choice, apply_overrides, choice_field, deep_merge, from_dict, to_dict
+from avsent.training.augment import AugmentConfig
 
 
 @attrs.define
@@ -69,6 +70,7 @@ class TrainConfig:
     compile: bool = False
     device: str = "auto"
     seed: int = 0
+    augment: AugmentConfig = attrs.Factory(AugmentConfig)  #: see avsent.training.augment
 
 
 @attrs.define

@@ -1,0 +1,274 @@
+"""Training-time augmentation of collated batches, for every recipe.
+
+Features come from the cache, so augmentation works on what the cache holds rather than
+on waveforms: the audio map is ``[log-mel in dB (n_mels rows) ; chroma (chroma_bins rows)]``
+× time, the video is face crops ``[B, C, T, H, W]`` in [0, 1]. What each option does:
+
+* ``time_stretch`` — speed perturbation: each clip's real frames are resampled along time
+  by linear interpolation at a rate drawn from ``[1 - s, 1 + s]``; the batch keeps its
+  length (longer clips are cropped at a random offset, shorter ones padded) and the
+  mask follows.
+* ``pitch_shift_bins`` — the mel rows move up or down by up to k bins (edges repeated).
+  An approximation: mel bins are evenly spaced in pitch only above ~1 kHz, and the
+  chroma rows are left as they are.
+* ``gain_db`` — a random gain per clip, added to the mel rows only (dB is a log domain:
+  a gain is an offset; chroma is loudness-free).
+* ``noise_std`` — Gaussian noise on the whole map, in units of each band's standard
+  deviation (the model's normalisation statistics when given, else the batch's).
+* ``freq_masks`` / ``time_masks`` — SpecAugment: spans of up to the given width replaced
+  by the clip's per-band mean (zero after normalisation). Frequency masks cover mel rows
+  only; time masks fall inside each clip's real frames.
+* ``video_flip`` / ``video_crop_jitter`` — horizontal flip (p = 0.5) and a random shift of
+  up to n pixels with edges repeated. Landmark geometry is not flipped with the crops.
+* ``mixup_alpha`` — mixup (Zhang et al. 2018) via :func:`mixup` / :func:`mixup_loss`.
+
+Every random draw comes from the caller's ``torch.Generator``, so a resumed run that
+restores the generator state repeats the same augmentation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+import numpy as np
+import torch
+from attrs import validators as v
+from torch.nn import functional as F
+
+from avsent.model import Batch
+
+
+@attrs.define
+class AugmentConfig:
+    """Augmentation options; all off by default (zero widths, counts and ranges)."""
+
+    noise_std: float = attrs.field(default=0.0, validator=v.ge(0.0))
+    gain_db: float = attrs.field(default=0.0, validator=v.ge(0.0))  #: gain drawn in ±gain_db
+    time_masks: int = attrs.field(default=0, validator=v.ge(0))
+    time_mask_width: int = attrs.field(default=20, validator=v.ge(1))  #: frames, at most
+    freq_masks: int = attrs.field(default=0, validator=v.ge(0))
+    freq_mask_width: int = attrs.field(default=12, validator=v.ge(1))  #: mel bins, at most
+    time_stretch: float = attrs.field(default=0.0, validator=[v.ge(0.0), v.lt(1.0)])
+    pitch_shift_bins: int = attrs.field(default=0, validator=v.ge(0))
+    chroma_bins: int = attrs.field(default=12, validator=v.ge(0))  #: rows after the mel rows
+    mixup_alpha: float = attrs.field(default=0.0, validator=v.ge(0.0))  #: 0 = no mixup
+    video_flip: bool = False
+    video_crop_jitter: int = attrs.field(default=0, validator=v.ge(0))  #: pixels
+
+    @property
+    def audio_active(self) -> bool:
+        return any(
+            (
+                self.noise_std,
+                self.gain_db,
+                self.time_masks,
+                self.freq_masks,
+                self.time_stretch,
+                self.pitch_shift_bins,
+            )
+        )
+
+    @property
+    def video_active(self) -> bool:
+        return self.video_flip or self.video_crop_jitter > 0
+
+    @property
+    def active(self) -> bool:
+        """Whether :func:`augment_batch` changes anything (mixup is separate)."""
+        return self.audio_active or self.video_active
+
+
+def augment_batch(
+    batch: Batch,
+    cfg: AugmentConfig,
+    generator: torch.Generator,
+    *,
+    feature_std: torch.Tensor | None = None,
+) -> Batch:
+    """A new batch with the configured augmentations; the input is not modified.
+
+    ``feature_std`` [F] (e.g. ``model.audio_std``) sets the noise scale per band.
+    """
+    audio, audio_mask = batch.audio, batch.audio_mask
+    if audio is not None and cfg.audio_active:
+        if audio_mask is None:
+            audio_mask = torch.ones(audio.shape[0], audio.shape[2], dtype=torch.bool)
+            audio_mask = audio_mask.to(audio.device)
+        audio, audio_mask = _augment_audio(audio, audio_mask, cfg, generator, feature_std)
+        if batch.audio_mask is None:
+            audio_mask = None
+    video = batch.video
+    if video is not None and cfg.video_active:
+        video = _augment_video(video, cfg, generator)
+    return attrs.evolve(batch, audio=audio, audio_mask=audio_mask, video=video)
+
+
+def mixup(
+    batch: Batch, targets: torch.Tensor, alpha: float, generator: torch.Generator
+) -> tuple[Batch, torch.Tensor, torch.Tensor, float]:
+    """Mix each clip with another of the batch: ``lam·x + (1 − lam)·x[perm]``.
+
+    ``lam`` ~ Beta(alpha, alpha). Masks are the union of the two clips' masks (a padded
+    step mixed with a real one counts as real). Train with :func:`mixup_loss`.
+    """
+    if alpha <= 0:
+        raise ValueError(f"mixup alpha must be > 0, got {alpha}")
+    # torch's Beta sampler takes no generator: seed numpy's from ours instead
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+    perm = torch.randperm(batch.size, generator=generator, device=generator.device)
+    perm = perm.to(targets.device)
+
+    def mix(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else lam * t + (1.0 - lam) * t[perm.to(t.device)]
+
+    def union(m: torch.Tensor | None) -> torch.Tensor | None:
+        return None if m is None else m | m[perm.to(m.device)]
+
+    mixed = attrs.evolve(
+        batch,
+        audio=mix(batch.audio),
+        audio_mask=union(batch.audio_mask),
+        video=mix(batch.video),
+        video_mask=union(batch.video_mask),
+        geometry=mix(batch.geometry),
+        targets=targets,
+    )
+    return mixed, targets, targets[perm], lam
+
+
+def mixup_loss(
+    logits: torch.Tensor,
+    targets_a: torch.Tensor,
+    targets_b: torch.Tensor,
+    lam: float,
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """The loss of a mixed batch: the same mixture of the losses against both targets."""
+    return lam * criterion(logits, targets_a) + (1.0 - lam) * criterion(logits, targets_b)
+
+
+# -- audio ---------------------------------------------------------------------------
+
+
+def _uniform(n: int, low: float, high: float, g: torch.Generator) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=g, device=g.device).cpu()
+
+
+def _randint(n: int, low: int, high: int, g: torch.Generator) -> torch.Tensor:
+    """``n`` integers in [low, high] inclusive, on the CPU."""
+    return torch.randint(low, high + 1, (n,), generator=g, device=g.device).cpu()
+
+
+def _augment_audio(
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    cfg: AugmentConfig,
+    g: torch.Generator,
+    feature_std: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    n_mels = x.shape[1] - cfg.chroma_bins
+    if n_mels < 1:
+        raise ValueError(
+            f"audio has {x.shape[1]} feature rows, not more than chroma_bins={cfg.chroma_bins}"
+        )
+    x = x.clone()
+    if cfg.time_stretch:
+        x, mask = _time_stretch(x, mask, cfg.time_stretch, g)
+    if cfg.pitch_shift_bins:
+        x[:, :n_mels] = _shift_rows(x[:, :n_mels], cfg.pitch_shift_bins, g)
+    if cfg.gain_db:
+        gain = _uniform(x.shape[0], -cfg.gain_db, cfg.gain_db, g).to(x)
+        x[:, :n_mels] += gain[:, None, None] * mask[:, None, :]
+    if cfg.noise_std:
+        std = feature_std.to(x) if feature_std is not None else _band_std(x, mask)
+        noise = torch.randn(x.shape, generator=g, device=g.device).to(x)
+        x += cfg.noise_std * noise * std.view(1, -1, 1) * mask[:, None, :]
+    if cfg.freq_masks or cfg.time_masks:
+        fill = _band_mean(x, mask)  # [B, F, 1]
+        lengths = mask.sum(1).cpu()
+        for b in range(x.shape[0]):
+            for _ in range(cfg.freq_masks):
+                start, width = _span(n_mels, cfg.freq_mask_width, g)
+                x[b, start : start + width] = fill[b, start : start + width]
+            for _ in range(cfg.time_masks):
+                start, width = _span(int(lengths[b]), cfg.time_mask_width, g)
+                x[b, :, start : start + width] = fill[b]
+    return x, mask
+
+
+def _band_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-clip, per-band mean over real frames → [B, F, 1]."""
+    w = mask[:, None, :].to(x)
+    return (x * w).sum(2, keepdim=True) / w.sum(2, keepdim=True).clamp_min(1.0)
+
+
+def _band_std(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-band std over every real frame of the batch → [F]."""
+    real = x.transpose(1, 2)[mask]  # [N, F]
+    return real.std(0) if real.shape[0] > 1 else torch.ones(x.shape[1]).to(x)
+
+
+def _span(length: int, max_width: int, g: torch.Generator) -> tuple[int, int]:
+    """A random span [start, start + width) inside [0, length); width may be 0."""
+    if length <= 0:
+        return 0, 0
+    width = int(_randint(1, 0, min(max_width, length), g))
+    start = int(_randint(1, 0, length - width, g))
+    return start, width
+
+
+def _shift_rows(mel: torch.Tensor, k: int, g: torch.Generator) -> torch.Tensor:
+    """Shift each clip's rows by a random amount in [-k, k], repeating the edge row."""
+    shifts = _randint(mel.shape[0], -k, k, g)
+    rows = mel.shape[1]
+    out = torch.empty_like(mel)
+    for b, s in enumerate(shifts.tolist()):
+        index = (torch.arange(rows) - s).clamp(0, rows - 1).to(mel.device)
+        out[b] = mel[b, index]
+    return out
+
+
+def _time_stretch(
+    x: torch.Tensor, mask: torch.Tensor, amount: float, g: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resample each clip's real frames by a rate in [1 − amount, 1 + amount]."""
+    batch, _, frames = x.shape
+    rates = _uniform(batch, 1.0 - amount, 1.0 + amount, g)
+    out = torch.zeros_like(x)
+    new_mask = torch.zeros_like(mask)
+    lengths = mask.sum(1).cpu()
+    for b in range(batch):
+        length = int(lengths[b])
+        if length < 2:
+            out[b], new_mask[b] = x[b], mask[b]
+            continue
+        real = x[b : b + 1, :, mask[b]]
+        stretched_len = max(2, round(length / float(rates[b])))
+        stretched = F.interpolate(real, size=stretched_len, mode="linear", align_corners=True)[0]
+        offset = int(_randint(1, 0, max(0, stretched_len - frames), g))
+        kept = stretched[:, offset : offset + frames]
+        out[b, :, : kept.shape[1]] = kept
+        new_mask[b, : kept.shape[1]] = True
+    return out, new_mask
+
+
+# -- video ---------------------------------------------------------------------------
+
+
+def _augment_video(video: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    """Flip and shift each clip's crops (the same for all its frames)."""
+    video = video.clone()
+    batch = video.shape[0]
+    if cfg.video_flip:
+        flip = _randint(batch, 0, 1, g).bool()
+        video[flip.to(video.device)] = video[flip.to(video.device)].flip(-1)
+    j = cfg.video_crop_jitter
+    if j:
+        height, width = video.shape[-2:]
+        padded = F.pad(video, (j, j, j, j, 0, 0), mode="replicate")
+        offsets = _randint(2 * batch, 0, 2 * j, g).view(batch, 2).tolist()
+        for b, (dy, dx) in enumerate(offsets):
+            video[b] = padded[b, :, :, dy : dy + height, dx : dx + width]
+    return video

@@ -1,0 +1,223 @@
+"""Augmentation keeps shapes and masks, is deterministic, and touches only what it should."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+import torch
+
+from avsent.config import from_dict, to_dict
+from avsent.errors import ConfigError
+from avsent.model import Batch
+from avsent.training.augment import AugmentConfig, augment_batch, mixup, mixup_loss
+
+N_MELS, CHROMA, FRAMES = 20, 12, 40
+
+
+def make_batch(lengths=(40, 25, 32)) -> Batch:
+    torch.manual_seed(0)
+    b = len(lengths)
+    audio = torch.randn(b, N_MELS + CHROMA, FRAMES) * 10 - 40
+    mask = torch.zeros(b, FRAMES, dtype=torch.bool)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = True
+        audio[i, :, n:] = 0.0
+    return Batch(
+        audio=audio,
+        audio_mask=mask,
+        video=torch.rand(b, 3, 4, 16, 16),
+        video_mask=torch.ones(b, 4, dtype=torch.bool),
+        geometry=torch.randn(b, 4, 5),
+        targets=torch.tensor([0, 1, 2][:b]),
+    )
+
+
+def gen(seed: int = 1) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+ALL_ON = AugmentConfig(
+    noise_std=0.1,
+    gain_db=6.0,
+    time_masks=2,
+    time_mask_width=5,
+    freq_masks=2,
+    freq_mask_width=4,
+    time_stretch=0.2,
+    pitch_shift_bins=2,
+    mixup_alpha=0.4,
+    video_flip=True,
+    video_crop_jitter=3,
+)
+
+
+def test_defaults_change_nothing():
+    batch = make_batch()
+    cfg = AugmentConfig()
+    assert not cfg.active
+    out = augment_batch(batch, cfg, gen())
+    assert torch.equal(out.audio, batch.audio)
+    assert torch.equal(out.video, batch.video)
+
+
+def test_config_round_trips_and_validates():
+    assert from_dict(AugmentConfig, to_dict(ALL_ON)) == ALL_ON
+    with pytest.raises(ConfigError, match="time_stretch"):
+        from_dict(AugmentConfig, {"time_stretch": 1.5})
+    with pytest.raises(ConfigError, match="noise_std"):
+        from_dict(AugmentConfig, {"noise_std": -1.0})
+
+
+def test_all_options_keep_shapes_and_input_untouched():
+    batch = make_batch()
+    before = attrs.evolve(batch, audio=batch.audio.clone(), video=batch.video.clone())
+    out = augment_batch(batch, ALL_ON, gen())
+    assert out.audio.shape == batch.audio.shape
+    assert out.audio_mask.shape == batch.audio_mask.shape
+    assert out.video.shape == batch.video.shape
+    assert torch.equal(batch.audio, before.audio) and torch.equal(batch.video, before.video)
+    assert torch.isfinite(out.audio).all()
+    assert not torch.equal(out.audio, batch.audio)
+
+
+def test_same_generator_state_same_result():
+    batch = make_batch()
+    a = augment_batch(batch, ALL_ON, gen(7))
+    b = augment_batch(batch, ALL_ON, gen(7))
+    c = augment_batch(batch, ALL_ON, gen(8))
+    assert torch.equal(a.audio, b.audio) and torch.equal(a.video, b.video)
+    assert torch.equal(a.audio_mask, b.audio_mask)
+    assert not torch.equal(a.audio, c.audio)
+
+
+def test_gain_moves_only_mel_rows_by_one_offset_per_clip():
+    batch = make_batch()
+    out = augment_batch(batch, AugmentConfig(gain_db=6.0), gen())
+    diff = out.audio - batch.audio
+    assert torch.equal(diff[:, N_MELS:], torch.zeros_like(diff[:, N_MELS:]))
+    for i in range(3):
+        real = diff[i, :N_MELS, batch.audio_mask[i]]
+        assert torch.allclose(real, real[0, 0].expand_as(real), atol=1e-4)
+        assert 0 < abs(float(real[0, 0])) <= 6.0
+        assert torch.equal(
+            diff[i, :, ~batch.audio_mask[i]], torch.zeros_like(diff[i, :, ~batch.audio_mask[i]])
+        )
+
+
+def test_time_masks_replace_spans_with_the_band_mean_inside_real_frames():
+    batch = make_batch()
+    cfg = AugmentConfig(time_masks=1, time_mask_width=8)
+    out = augment_batch(batch, cfg, gen(3))
+    changed_any = False
+    for i in range(3):
+        n = int(batch.audio_mask[i].sum())
+        cols = (out.audio[i] != batch.audio[i]).any(0).nonzero().flatten()
+        assert (cols < n).all(), "a time mask fell on padding"
+        if len(cols):
+            changed_any = True
+            assert int(cols.max() - cols.min()) + 1 <= 8
+            mean = batch.audio[i, :, :n].mean(1)
+            assert torch.allclose(out.audio[i, :, cols], mean[:, None].expand(-1, len(cols)))
+    assert changed_any
+
+
+def test_freq_masks_cover_mel_rows_only():
+    batch = make_batch()
+    out = augment_batch(batch, AugmentConfig(freq_masks=3, freq_mask_width=5), gen(2))
+    rows = (out.audio != batch.audio).any(2).any(0).nonzero().flatten()
+    assert len(rows) > 0
+    assert (rows < N_MELS).all()
+    assert torch.equal(out.audio_mask, batch.audio_mask)
+
+
+def test_time_stretch_keeps_mask_consistent_with_content():
+    batch = make_batch(lengths=(40, 20, 30))
+    out = augment_batch(batch, AugmentConfig(time_stretch=0.3), gen(5))
+    assert out.audio.shape == batch.audio.shape
+    lengths = out.audio_mask.sum(1)
+    assert not torch.equal(lengths, batch.audio_mask.sum(1))
+    for i in range(3):
+        n = int(lengths[i])
+        assert out.audio_mask[i, :n].all() and not out.audio_mask[i, n:].any()
+        assert torch.equal(out.audio[i, :, n:], torch.zeros_like(out.audio[i, :, n:]))
+        # linear interpolation stays within the clip's own value range
+        real = batch.audio[i, :, batch.audio_mask[i]]
+        assert out.audio[i, :, :n].max() <= real.max() + 1e-4
+        assert out.audio[i, :, :n].min() >= real.min() - 1e-4
+
+
+def test_pitch_shift_moves_mel_rows_and_keeps_chroma():
+    batch = make_batch()
+    out = augment_batch(batch, AugmentConfig(pitch_shift_bins=3), gen(4))
+    assert torch.equal(out.audio[:, N_MELS:], batch.audio[:, N_MELS:])
+    found = []
+    for i in range(3):
+        matches = [
+            s
+            for s in range(-3, 4)
+            if torch.equal(
+                out.audio[i, max(s, 0) : N_MELS + min(s, 0)],
+                batch.audio[i, max(-s, 0) : N_MELS - max(s, 0)],
+            )
+        ]
+        assert matches, f"clip {i} is not a row shift of the input"
+        found.append(matches)
+    assert any(0 not in m for m in found), "no clip was shifted"
+
+
+def test_noise_uses_the_given_band_scale_and_spares_padding():
+    batch = make_batch()
+    std = torch.ones(N_MELS + CHROMA)
+    std[N_MELS:] = 0.0
+    out = augment_batch(batch, AugmentConfig(noise_std=0.5), gen(), feature_std=std)
+    diff = out.audio - batch.audio
+    assert torch.equal(diff[:, N_MELS:], torch.zeros_like(diff[:, N_MELS:]))
+    assert 0.3 < float(diff[0, :N_MELS].std()) < 0.7
+    assert torch.equal(diff[1, :, 25:], torch.zeros_like(diff[1, :, 25:]))
+
+
+def test_video_flip_and_jitter():
+    batch = make_batch()
+    flipped = augment_batch(batch, AugmentConfig(video_flip=True), gen(0))
+    for i in range(3):
+        same = torch.equal(flipped.video[i], batch.video[i])
+        mirrored = torch.equal(flipped.video[i], batch.video[i].flip(-1))
+        assert same or mirrored
+    jittered = augment_batch(batch, AugmentConfig(video_crop_jitter=2), gen(0))
+    assert jittered.video.shape == batch.video.shape
+    # a shift by (dy, dx) in [-2, 2]: the interior matches a shifted window of the input
+    for i in range(3):
+        found = any(
+            torch.equal(
+                jittered.video[i, ..., 2:-2, 2:-2],
+                batch.video[i, ..., 2 + dy : 14 + dy, 2 + dx : 14 + dx],
+            )
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+        )
+        assert found
+
+
+def test_mixup_is_a_convex_combination_with_permuted_partner():
+    batch = make_batch()
+    mixed, ta, tb, lam = mixup(batch, batch.targets, 0.4, gen(9))
+    assert 0.0 <= lam <= 1.0
+    assert torch.equal(ta, batch.targets)
+    perm = [int((batch.targets == t).nonzero()) for t in tb]  # targets are distinct here
+    for name in ("audio", "video", "geometry"):
+        x = getattr(batch, name)
+        assert torch.allclose(getattr(mixed, name), lam * x + (1 - lam) * x[perm], atol=1e-5)
+    assert torch.equal(mixed.audio_mask, batch.audio_mask | batch.audio_mask[perm])
+    again = mixup(batch, batch.targets, 0.4, gen(9))
+    assert again[3] == lam and torch.equal(again[2], tb)
+    with pytest.raises(ValueError, match="alpha"):
+        mixup(batch, batch.targets, 0.0, gen())
+
+
+def test_mixup_loss_mixes_the_two_losses():
+    logits = torch.randn(4, 3)
+    ta, tb = torch.tensor([0, 1, 2, 0]), torch.tensor([1, 1, 0, 2])
+    ce = torch.nn.CrossEntropyLoss()
+    loss = mixup_loss(logits, ta, tb, 0.3, ce)
+    assert torch.allclose(loss, 0.3 * ce(logits, ta) + 0.7 * ce(logits, tb))
+    assert torch.allclose(mixup_loss(logits, ta, tb, 1.0, ce), ce(logits, ta))
