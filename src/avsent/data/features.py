@@ -1,0 +1,104 @@
+"""Media file → the arrays the model's front-ends produce (the thing the cache stores).
+
+Only the modalities a recipe uses are decoded: an audio-only run never opens the video
+stream, so it neither pays for face detection nor fails on a clip without a face.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from avsent.config import NONE, to_dict
+from avsent.registry import get_registry
+
+#: bump when the stored arrays change meaning for the same config (invalidates every entry)
+FEATURE_FORMAT = 1
+
+
+@attrs.define(eq=False)
+class ClipFeatures:
+    """One clip's front-end output; a modality the recipe leaves out is ``None``.
+
+    audio float32 [F, T]; video uint8 face crops [T, S, S, C]; geometry float32 [T, G];
+    face_fraction is the share of sampled frames in which a face was detected.
+    """
+
+    audio: np.ndarray | None = None
+    video: np.ndarray | None = None
+    geometry: np.ndarray | None = None
+    face_fraction: float | None = None
+
+
+def uses_audio(config: Any) -> bool:
+    return config.audio.name != NONE
+
+
+def uses_video(config: Any) -> bool:
+    return config.video.name != NONE
+
+
+def frontend_fingerprint(config: Any) -> str:
+    """A stable short hash of the config fields that change the features, and nothing else.
+
+    Model and training settings are left out so that tuning a model reuses the cache; the
+    audio front-end only counts when the recipe uses audio, the face settings only when it
+    uses video.
+    """
+    relevant: dict[str, Any] = {"format": FEATURE_FORMAT}
+    if uses_audio(config):
+        relevant["audio_frontend"] = to_dict(config.audio_frontend)
+    if uses_video(config):
+        relevant["faces"] = to_dict(config.faces)
+    text = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class FeatureExtractor:
+    """Builds the configured front-ends once and applies them to one file at a time."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        registry = get_registry()
+        self.frontend = None
+        self.detector = None
+        self.landmarks = None
+        if uses_audio(config):
+            choice = config.audio_frontend
+            self.frontend = registry.get("audio_frontend", choice.name).build(choice.config)
+        if uses_video(config):
+            faces = config.faces
+            self.detector = registry.get("face_detector", faces.detector.name).build(
+                faces.detector.config
+            )
+            if faces.landmarks.name != NONE:
+                self.landmarks = registry.get("landmark_backend", faces.landmarks.name).build(
+                    faces.landmarks.config
+                )
+
+    def extract(self, path: str | Path) -> ClipFeatures:
+        """Decode ``path`` and run the front-ends; raises MediaError / NoFaceError."""
+        path = Path(path)
+        features = ClipFeatures()
+        if self.frontend is not None:
+            from avsent.media.audio import load_audio
+
+            samples = load_audio(path, self.frontend.sample_rate)
+            features.audio = np.ascontiguousarray(self.frontend(samples), dtype=np.float32)
+        if self.detector is not None:
+            from avsent.faces.pipeline import extract_faces
+            from avsent.media.video import read_frames
+
+            faces = self.config.faces
+            frames = read_frames(path, num_frames=faces.num_frames, fps=faces.sample_fps)
+            track = extract_faces(frames, self.detector, self.landmarks, faces, path=path)
+            features.video = np.ascontiguousarray(track.crops, dtype=np.uint8)
+            if track.geometry is not None:
+                features.geometry = np.ascontiguousarray(track.geometry, dtype=np.float32)
+            features.face_fraction = float(track.face_fraction)
+        return features

@@ -1,0 +1,234 @@
+"""Run the front-ends once per clip, in parallel worker processes, into the feature cache.
+
+Clips already in the cache are skipped; a clip that cannot be used is reported at the end
+and never stops the run. ``shard=(i, n)`` takes the clips whose stable hash falls in share
+``i`` of ``n``, so ``n`` machines with the same corpus tree can split it between them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import multiprocessing
+import os
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+import attrs
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from avsent.contracts import Clip
+from avsent.data.cache import FeatureCache
+from avsent.data.features import FeatureExtractor, frontend_fingerprint
+from avsent.errors import AvsentError, ConfigError, MediaError
+
+#: thread-pool settings each worker starts with: one process per core, one thread each
+_SINGLE_THREAD_ENV = {
+    name: "1"
+    for name in (
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "NUMBA_NUM_THREADS",
+        "VECLIB_MAXIMUM_THREADS",
+    )
+}
+
+
+@attrs.define
+class PreprocessResult:
+    """Keys of every usable clip (computed now or found in the cache) and the failures."""
+
+    features: dict[Path, str] = attrs.Factory(dict)
+    failed: list[tuple[Path, str]] = attrs.Factory(list)
+    computed: int = 0  #: clips whose features were extracted in this run
+    reused: int = 0  #: clips already in the cache
+    seconds: float = 0.0  #: wall time spent extracting (0 when everything was cached)
+
+
+def shard_index(path: Path, root: Path, num_shards: int) -> int:
+    """Which shard a clip belongs to: a hash of its path relative to the corpus root."""
+    relative = Path(os.path.relpath(path, root)).as_posix()
+    digest = hashlib.sha256(relative.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % num_shards
+
+
+def select_shard(paths: list[Path], shard: tuple[int, int] | None) -> list[Path]:
+    """The paths in shard ``(index, count)``; all of them when ``shard`` is None."""
+    if shard is None or not paths:
+        return paths
+    index, count = shard
+    if count < 1 or not 0 <= index < count:
+        raise ConfigError("shard", f"expected index in 0..count-1 and count >= 1, got {shard}")
+    root = Path(os.path.commonpath([p.resolve().parent for p in paths]))
+    return [p for p in paths if shard_index(p.resolve(), root, count) == index]
+
+
+def preprocess(
+    clips: Iterable[Clip | str | Path],
+    config: Any,
+    *,
+    workers: int,
+    shard: tuple[int, int] | None = None,
+    progress: bool = True,
+    cache: FeatureCache | None = None,
+) -> PreprocessResult:
+    """Extract and cache the features of ``clips`` under ``config``'s front-ends.
+
+    ``workers=0`` runs in this process (useful for debugging); ``cache`` defaults to
+    ``config.data.cache_dir``.
+    """
+    paths = list(dict.fromkeys(Path(c.path if isinstance(c, Clip) else c) for c in clips))
+    paths = select_shard(paths, shard)
+    cache = cache or FeatureCache(config.data.cache_dir)
+    fingerprint = frontend_fingerprint(config)
+    result = PreprocessResult()
+    todo: list[tuple[Path, str]] = []
+    for path in paths:
+        try:
+            key = cache.key_for(path, fingerprint)
+        except OSError as exc:
+            result.failed.append((path, f"cannot read the file ({exc.strerror or exc})"))
+            continue
+        if key in cache:
+            result.features[path] = key
+            result.reused += 1
+        else:
+            todo.append((path, key))
+    cache.save_index()
+
+    start = time.perf_counter()
+    with _progress_bar(progress) as bar:
+        task = bar.add_task("Extracting features", total=len(todo))
+        for path, key, problem in _run(todo, config, cache.root, workers):
+            if problem is None:
+                result.features[path] = key
+                result.computed += 1
+            else:
+                result.failed.append((path, problem))
+            bar.advance(task)
+    result.seconds = time.perf_counter() - start if todo else 0.0
+    if progress:
+        _summarise(result)
+    return result
+
+
+def _run(
+    todo: list[tuple[Path, str]], config: Any, root: Path, workers: int
+) -> Iterator[tuple[Path, str, str | None]]:
+    """(path, key, problem or None) per clip, in completion order."""
+    if not todo:
+        return
+    if workers == 0:
+        extractor = FeatureExtractor(config)
+        cache = FeatureCache(root)
+        for path, key in todo:
+            yield path, key, _extract_into(extractor, cache, path, key)
+        return
+    context = multiprocessing.get_context("spawn")  # no forked torch/OpenCV thread state
+    with (
+        _single_thread_env(),
+        ProcessPoolExecutor(
+            max_workers=min(workers, len(todo)),
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(config, str(root)),
+        ) as pool,
+    ):
+        futures = {pool.submit(_work, path, key): (path, key) for path, key in todo}
+        for future in as_completed(futures):
+            path, key = futures[future]
+            try:
+                problem = future.result()
+            except BrokenProcessPool:
+                problem = "a worker process died (crash or out of memory) while extracting"
+            yield path, key, problem
+
+
+@contextlib.contextmanager
+def _single_thread_env() -> Iterator[None]:
+    """Workers inherit this environment, so native libraries start with one thread."""
+    saved = {name: os.environ.get(name) for name in _SINGLE_THREAD_ENV}
+    os.environ.update(_SINGLE_THREAD_ENV)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+_worker: tuple[FeatureExtractor, FeatureCache] | None = None
+_worker_error: str | None = None
+
+
+def _init_worker(config: Any, root: str) -> None:
+    global _worker, _worker_error
+    import cv2
+    import torch
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    try:
+        _worker = (FeatureExtractor(config), FeatureCache(root))
+    except AvsentError as exc:  # e.g. missing weights: a problem of the run, not of a clip
+        _worker_error = str(exc)
+
+
+def _work(path: Path, key: str) -> str | None:
+    if _worker is None:
+        # re-raised in the parent, which stops the run; plain AvsentError pickles cleanly
+        raise AvsentError(_worker_error or "feature worker was not initialised")
+    return _extract_into(*_worker, path, key)
+
+
+def _extract_into(
+    extractor: FeatureExtractor, cache: FeatureCache, path: Path, key: str
+) -> str | None:
+    """Extract and store one clip; the problem as text when it cannot be used."""
+    try:
+        cache.put(key, extractor.extract(path))
+    except MediaError as exc:
+        return exc.problem
+    except AvsentError as exc:
+        return str(exc)
+    except Exception as exc:  # one odd file must not end a long run; report it instead
+        return f"unexpected {type(exc).__name__}: {exc}"
+    return None
+
+
+def _progress_bar(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+    )
+
+
+def _summarise(result: PreprocessResult) -> None:
+    console = Console(stderr=True)
+    rate = f", {result.computed / result.seconds:.2f} clips/s" if result.seconds else ""
+    console.print(
+        f"features: {result.computed} extracted{rate}, {result.reused} from the cache, "
+        f"{len(result.failed)} failed"
+    )
+    for path, problem in result.failed:
+        console.print(f"  [red]skipped[/red] {path}: {problem}", highlight=False)

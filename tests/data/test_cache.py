@@ -1,0 +1,132 @@
+"""The feature cache: content keys, atomic writes, damaged entries."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avsent.data.cache import FeatureCache, content_hash
+from avsent.data.features import ClipFeatures
+
+
+def _features(seed: int = 0) -> ClipFeatures:
+    rng = np.random.default_rng(seed)
+    return ClipFeatures(
+        audio=rng.standard_normal((6, 11)).astype(np.float32),
+        video=rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8),
+        geometry=rng.standard_normal((4, 5)).astype(np.float32),
+        face_fraction=0.75,
+    )
+
+
+def test_round_trip_keeps_every_array(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    stored = _features()
+    cache.put("fp/abc", stored)
+    loaded = cache.get("fp/abc")
+    assert loaded is not None and "fp/abc" in cache
+    np.testing.assert_array_equal(loaded.audio, stored.audio)
+    np.testing.assert_array_equal(loaded.video, stored.video)
+    np.testing.assert_array_equal(loaded.geometry, stored.geometry)
+    assert loaded.face_fraction == 0.75
+    assert cache.path_of("fp/abc") == tmp_path / "fp" / "abc.safetensors"
+
+
+def test_audio_only_entry_has_no_video(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    cache.put("fp/a", ClipFeatures(audio=np.ones((3, 4), np.float32)))
+    loaded = cache.get("fp/a")
+    assert loaded.video is None and loaded.geometry is None and loaded.face_fraction is None
+
+
+def test_missing_entry_is_none(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    assert cache.get("fp/nothing") is None
+    assert "fp/nothing" not in cache
+
+
+def test_key_follows_content_not_name(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.wav", tmp_path / "b.wav"
+    a.write_bytes(b"same bytes")
+    b.write_bytes(b"same bytes")
+    cache = FeatureCache(tmp_path / "cache")
+    assert cache.key_for(a, "fp") == cache.key_for(b, "fp")
+    assert cache.key_for(a, "fp") == f"fp/{content_hash(a)}"
+    assert cache.key_for(a, "fp") != cache.key_for(a, "other")
+    b.write_bytes(b"other bytes")
+    assert cache.key_for(a, "fp") != cache.key_for(b, "fp")
+
+
+def test_hash_memo_is_reused_and_invalidated_by_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(b"x" * 3000)
+    first = FeatureCache(tmp_path / "cache")
+    key = first.key_for(clip, "fp")
+    first.save_index()
+
+    calls: list[Path] = []
+    import avsent.data.cache as cache_module
+
+    real = cache_module.content_hash
+    monkeypatch.setattr(cache_module, "content_hash", lambda p: calls.append(p) or real(p))
+    second = FeatureCache(tmp_path / "cache")
+    assert second.key_for(clip, "fp") == key
+    assert calls == []  # memo hit: same path, size and mtime
+
+    clip.write_bytes(b"y" * 3001)
+    assert second.key_for(clip, "fp") != key
+    assert len(calls) == 1
+
+
+def test_failed_write_leaves_no_entry_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = FeatureCache(tmp_path)
+
+    def crash(src: str, dst: str) -> None:
+        raise KeyboardInterrupt  # as if the run were killed between write and rename
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        cache.put("fp/abc", _features())
+    monkeypatch.undo()
+    assert cache.get("fp/abc") is None
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_overwrite_replaces_whole_entry(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    cache.put("fp/abc", _features(0))
+    cache.put("fp/abc", ClipFeatures(audio=np.zeros((2, 2), np.float32)))
+    loaded = cache.get("fp/abc")
+    assert loaded.video is None and loaded.audio.shape == (2, 2)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: data[: len(data) // 2],  # truncated, e.g. a disk filled up
+        lambda data: b"not a safetensors file",
+        lambda data: b"",
+    ],
+)
+def test_damaged_entry_reads_as_missing_and_is_removed(tmp_path: Path, damage) -> None:
+    cache = FeatureCache(tmp_path)
+    cache.put("fp/abc", _features())
+    path = cache.path_of("fp/abc")
+    path.write_bytes(damage(path.read_bytes()))
+    assert cache.get("fp/abc") is None
+    assert not path.exists()
+
+
+def test_damaged_entry_is_not_counted_as_present(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    cache.put("fp/abc", _features())
+    path = cache.path_of("fp/abc")
+    path.write_bytes(path.read_bytes()[:100])
+    assert "fp/abc" not in cache
