@@ -143,3 +143,10 @@ def test_loader_with_worker_processes(dataset: ClipDataset) -> None:
     batches = list(loader)
     assert len(batches) == 1 and batches[0].audio.shape == (3, F, 20)
     assert loader.persistent_workers
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory needs a CUDA device")
+def test_loader_pins_batches_for_a_gpu(dataset: ClipDataset) -> None:
+    loader = make_loader(dataset, batch_size=2, shuffle=False, workers=0, device="cuda")
+    batch = next(iter(loader))
+    assert batch.audio.is_pinned() and batch.video.is_pinned() and batch.targets.is_pinned()

@@ -1,0 +1,112 @@
+"""Prediction from media files: probabilities, per-file errors, loading a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from avsent.config import Choice
+from avsent.data.features import FeatureExtractor
+from avsent.data.loader import Sample, collate
+from avsent.errors import ConfigError
+from avsent.labels import EMOTIONS
+from avsent.model import InputSpec, build_model
+from avsent.pipeline import Pipeline, Prediction
+from avsent.run_config import RunConfig
+
+TINY_AUDIO = {"stem_channels": 4, "widths": (4, 8), "units_per_stage": 1}
+
+
+def _audio_config() -> RunConfig:
+    from avsent.plugins.drsn import DRSNConfig
+
+    return RunConfig(
+        audio=Choice("drsn", DRSNConfig(**TINY_AUDIO)),
+        video=Choice("none"),
+        audio_intra=Choice("identity"),
+        video_intra=Choice("none"),
+        fusion=Choice("passthrough"),
+    )
+
+
+@pytest.fixture
+def pipeline() -> Pipeline:
+    torch.manual_seed(0)
+    config = _audio_config()
+    model = build_model(config, InputSpec(audio_features=140), EMOTIONS)
+    model.set_audio_stats(torch.full((140,), -30.0), torch.full((140,), 20.0))
+    return Pipeline(model.train(), config)  # the pipeline must switch it to eval itself
+
+
+def _tone(path: Path, freq: float = 220.0) -> Path:
+    t = np.arange(16000) / 16000
+    soundfile.write(path, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), 16000)
+    return path
+
+
+def test_predict_gives_a_distribution_over_the_classes(pipeline: Pipeline, tmp_path) -> None:
+    clip = _tone(tmp_path / "tone.wav")
+    probs = pipeline.predict(clip)
+    assert list(probs) == list(EMOTIONS)
+    assert all(0.0 <= p <= 1.0 for p in probs.values())
+    assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
+    assert not pipeline.model.training
+    assert pipeline.predict(clip) == probs  # eval mode: dropout off, deterministic
+
+
+def test_predict_matches_the_model_on_the_same_features(pipeline: Pipeline, tmp_path) -> None:
+    clip = _tone(tmp_path / "tone.wav", 330.0)
+    features = FeatureExtractor(pipeline.config).extract(clip)
+    with torch.no_grad():
+        logits = pipeline.model(collate([Sample(features, None)])).logits
+    expected = torch.softmax(logits, -1)[0]
+    got = torch.tensor(list(pipeline.predict(clip).values()))
+    torch.testing.assert_close(got, expected)
+
+
+def test_predict_many_keeps_going_past_a_bad_file(pipeline: Pipeline, tmp_path) -> None:
+    good = _tone(tmp_path / "a.wav")
+    bad = tmp_path / "b.mp4"
+    bad.write_bytes(b"\x00" * 300)
+    missing = tmp_path / "c.wav"
+    results = pipeline.predict_many([good, bad, missing, str(good)])
+    assert [r.path for r in results] == [good, bad, missing, good]
+    assert results[0].error is None and results[0].label in EMOTIONS
+    assert results[0].probabilities == results[3].probabilities
+    for failed in results[1:3]:
+        assert failed.probabilities is None and failed.label is None
+        assert str(failed.path) in failed.error
+    assert "not found" in results[2].error
+
+
+def test_label_is_the_most_probable_class() -> None:
+    assert Prediction(Path("x"), {"sad": 0.2, "happy": 0.7, "fear": 0.1}).label == "happy"
+
+
+def test_model_and_config_must_agree_on_modalities(pipeline: Pipeline) -> None:
+    with pytest.raises(ConfigError, match="modalities"):
+        Pipeline(pipeline.model, RunConfig())  # the default config also uses video
+
+
+def test_real_clip(pipeline: Pipeline, shared_data: Path) -> None:
+    clip = shared_data / "av" / "crema-d" / "1001_DFA_HAP_XX.flv"
+    if not clip.exists():
+        pytest.skip(f"{clip} not found")
+    probs = pipeline.predict(clip)
+    assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_from_run_restores_the_saved_model(pipeline: Pipeline, tmp_path) -> None:
+    pytest.importorskip("avsent.faces.geometry", reason="face front-end not available yet")
+    from avsent.training.checkpoint import checkpoint_path, config_header, save_checkpoint
+
+    run = tmp_path / "run"
+    header = config_header(pipeline.config, pipeline.model.class_names)
+    save_checkpoint(checkpoint_path(run, "best"), pipeline.model, header)
+    restored = Pipeline.from_run(run)
+    clip = _tone(tmp_path / "tone.wav")
+    assert restored.predict(clip) == pytest.approx(pipeline.predict(clip))
