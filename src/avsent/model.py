@@ -58,6 +58,16 @@ class Batch:
             }
         )
 
+    def pin_memory(self) -> Batch:
+        """Page-locked copies; the DataLoader calls this when ``pin_memory=True`` (GPU runs)."""
+        return Batch(
+            **{
+                f.name: (t.pin_memory() if t is not None else None)
+                for f in attrs.fields(Batch)
+                for t in [getattr(self, f.name)]
+            }
+        )
+
     @property
     def size(self) -> int:
         for t in (self.audio, self.video, self.targets):
