@@ -153,3 +153,21 @@ def test_video_recipe_extracts_faces(shared_data: Path, tmp_path: Path) -> None:
     features = cache.get(result.features[clips[1]])
     assert features.video.shape == (4, 32, 32, 3) and features.audio.shape[0] == 140
     assert features.face_fraction > 0.5
+
+
+def test_identical_files_are_extracted_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from avsent.data.features import FeatureExtractor
+
+    original = _tones(tmp_path, 1)[0]
+    twin = Path(shutil.copy(original, tmp_path / "twin.wav"))
+    calls: list[Path] = []
+    real = FeatureExtractor.extract
+    monkeypatch.setattr(FeatureExtractor, "extract", lambda s, p: calls.append(p) or real(s, p))
+    result = preprocess(
+        [original, twin], AUDIO_ONLY, workers=0, progress=False, cache=FeatureCache(tmp_path / "c")
+    )
+    assert calls == [original]
+    assert list(result.features) == [original, twin]
+    assert result.features[original] == result.features[twin]

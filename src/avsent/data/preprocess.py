@@ -95,31 +95,40 @@ def preprocess(
     cache = cache or FeatureCache(config.data.cache_dir)
     fingerprint = frontend_fingerprint(config)
     result = PreprocessResult()
-    todo: list[tuple[Path, str]] = []
-    for path in paths:
-        try:
-            key = cache.key_for(path, fingerprint)
-        except OSError as exc:
-            result.failed.append((path, f"cannot read the file ({exc.strerror or exc})"))
-            continue
-        if key in cache:
-            result.features[path] = key
-            result.reused += 1
-        else:
-            todo.append((path, key))
-    cache.save_index()
-
-    start = time.perf_counter()
+    keys: dict[Path, str] = {}
+    problems: dict[Path, str] = {}
+    todo: dict[str, list[Path]] = {}  # key → paths with that content (extracted once)
     with _progress_bar(progress) as bar:
-        task = bar.add_task("Extracting features", total=len(todo))
-        for path, key, problem in _run(todo, config, cache.root, workers):
-            if problem is None:
-                result.features[path] = key
-                result.computed += 1
+        hashing = bar.add_task("Hashing files", total=len(paths))
+        for path in paths:
+            try:
+                key = cache.key_for(path, fingerprint)
+            except OSError as exc:
+                problems[path] = f"cannot read the file ({exc.strerror or exc})"
             else:
-                result.failed.append((path, problem))
-            bar.advance(task)
-    result.seconds = time.perf_counter() - start if todo else 0.0
+                if key in todo or key not in cache:
+                    todo.setdefault(key, []).append(path)
+                else:
+                    keys[path] = key
+                    result.reused += 1
+            bar.advance(hashing)
+        cache.save_index()
+
+        start = time.perf_counter()
+        extracting = bar.add_task("Extracting features", total=len(todo))
+        jobs = [(same[0], key) for key, same in todo.items()]
+        for _, key, problem in _run(jobs, config, cache.root, workers):
+            for path in todo[key]:
+                if problem is None:
+                    keys[path] = key
+                    result.computed += 1
+                else:
+                    problems[path] = problem
+            bar.advance(extracting)
+        result.seconds = time.perf_counter() - start if todo else 0.0
+    # report in the order the clips were given, whatever order the workers finished in
+    result.features = {p: keys[p] for p in paths if p in keys}
+    result.failed = [(p, problems[p]) for p in paths if p in problems]
     if progress:
         _summarise(result)
     return result
