@@ -61,7 +61,7 @@ def load_audio(
         raise MediaError(path, "file not found")
     if not path.is_file():
         raise MediaError(path, "not a file (a folder?)")
-    limit = None if max_seconds is None else int(round(max_seconds * sample_rate))
+    limit = None if max_seconds is None else round(max_seconds * sample_rate)
     samples, declared = _decode(path, sample_rate, limit)
     if samples.size == 0:
         raise MediaError(path, "the audio stream contains no samples (empty clip)")

@@ -13,6 +13,8 @@ travel with the checkpoint. ``per_utterance_norm`` standardises each row per cli
 
 from __future__ import annotations
 
+import warnings
+
 import attrs
 import librosa
 import numpy as np
@@ -26,7 +28,8 @@ N_CHROMA = 12
 def _check_fmax(config: MelChromaConfig, attribute: attrs.Attribute, value: float | None) -> None:
     nyquist = config.sample_rate / 2
     if value is not None and not config.fmin < value <= nyquist:
-        raise ValueError(f"must lie in (fmin={config.fmin}, sample_rate/2={nyquist}], got {value}")
+        message = f"must lie in (fmin={config.fmin}, sample_rate/2={nyquist}], got {value}"
+        raise ValueError(message, attribute, value)
 
 
 @attrs.define
@@ -70,7 +73,10 @@ class MelChroma:
     def power_spectrogram(self, samples: np.ndarray) -> np.ndarray:
         """|STFT|² [1 + n_fft/2, T], T = 1 + N // hop (centred frames)."""
         c = self.config
-        stft = librosa.stft(samples, n_fft=c.n_fft, hop_length=c.hop_length)
+        with warnings.catch_warnings():
+            # A clip shorter than one window is fine: centred frames are zero-padded.
+            warnings.filterwarnings("ignore", message="n_fft=.* is too large", category=UserWarning)
+            stft = librosa.stft(samples, n_fft=c.n_fft, hop_length=c.hop_length)
         return stft.real**2 + stft.imag**2
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:

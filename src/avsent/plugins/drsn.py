@@ -26,6 +26,7 @@ stay fast on a CPU; ``units_per_stage = 4`` and ``stem_stride = 2`` are the pape
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal
 
 import attrs
@@ -40,19 +41,28 @@ from avsent.hookspecs import hookimpl
 Shrinkage = Literal["channel-wise", "channel-shared", "off"]
 
 
-def _positive_ints(instance: object, attribute: attrs.Attribute, value: tuple[int, ...]) -> None:
+def _check_widths(instance: ResNetConfig, attribute: attrs.Attribute, value: tuple) -> None:
     if not value or any(w < 1 for w in value):
-        raise ValueError(f"needs at least one stage and positive widths, got {value}")
+        raise ValueError(f"needs at least one stage and positive widths, got {value}", attribute)
+    stem = instance.stem_channels or value[0]
+    if any(b < a for a, b in itertools.pairwise((stem, *value))):
+        raise ValueError(
+            f"must not shrink from stage to stage (stem {stem}), got {value}: "
+            "the identity path only adds channels",
+            attribute,
+        )
 
 
 @attrs.define
 class ResNetConfig:
     """The residual network shared by the DRSN and its plain (no-shrinkage) counterpart."""
 
-    stem_channels: int = attrs.field(default=32, validator=v.ge(1))
+    stem_channels: int | None = attrs.field(
+        default=None, validator=v.optional(v.ge(1))
+    )  #: None = widths[0]
     stem_stride: int = attrs.field(default=1, validator=v.ge(1))  #: paper: 2
     widths: tuple[int, ...] = attrs.field(
-        default=(32, 64, 128), converter=tuple, validator=_positive_ints
+        default=(32, 64, 128), converter=tuple, validator=_check_widths
     )
     units_per_stage: int = attrs.field(default=2, validator=v.ge(1))  #: paper: 4
     freq_stride: int = attrs.field(default=2, validator=v.ge(1))  #: first unit of each stage
@@ -168,16 +178,14 @@ class DRSN(nn.Module):
         self.in_features = in_features
         self.shrinkage = shrinkage or getattr(config, "shrinkage", "off")
         c = config
-        self.stem = nn.Conv2d(1, c.stem_channels, 3, stride=c.stem_stride, padding=1, bias=False)
+        channels = c.stem_channels or c.widths[0]
+        self.stem = nn.Conv2d(1, channels, 3, stride=c.stem_stride, padding=1, bias=False)
         units: list[ResidualUnit] = []
-        channels = c.stem_channels
         for width in c.widths:
             for i in range(c.units_per_stage):
                 stride = (c.freq_stride, c.time_stride) if i == 0 else (1, 1)
                 units.append(ResidualUnit(channels, width, stride, self.shrinkage))
                 channels = width
-        if any(u.extra_channels < 0 for u in units):
-            raise ValueError(f"widths must not shrink (stem {c.stem_channels}, {c.widths})")
         self.units = nn.ModuleList(units)
         self.bn_out = nn.BatchNorm2d(channels)
         self.freq_attention = nn.Conv2d(channels, 1, 1) if c.freq_pooling == "attention" else None

@@ -1,0 +1,112 @@
+"""The mel-chroma front-end: same numbers as librosa, one STFT, real files of every kind."""
+
+from __future__ import annotations
+
+import librosa
+import numpy as np
+import pytest
+
+from avsent.config import from_dict
+from avsent.contracts import AudioFrontEnd
+from avsent.errors import ConfigError
+from avsent.media.audio import load_audio
+from avsent.plugins.audio_features import MelChroma, MelChromaConfig
+from avsent.registry import get_registry
+
+SR = 22050
+
+
+def tone(freq: float = 440.0, seconds: float = 1.0) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def test_registered_and_satisfies_the_contract():
+    frontend = get_registry().get("audio_frontend", "mel-chroma").build()
+    assert isinstance(frontend, AudioFrontEnd)
+    assert frontend.sample_rate == SR and frontend.n_features == 140
+    assert frontend.frames_per_second == pytest.approx(SR / 512)
+
+
+def test_matches_librosa_on_one_spectrogram():
+    y = np.random.default_rng(0).standard_normal(SR).astype(np.float32) * 0.1
+    features = MelChroma()(y)
+    power = np.abs(librosa.stft(y, n_fft=2048, hop_length=512)) ** 2
+    mel = librosa.feature.melspectrogram(S=power, sr=SR, n_fft=2048, n_mels=128)
+    log_mel = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
+    chroma = librosa.feature.chroma_stft(S=power, sr=SR, n_fft=2048, tuning=0.0)
+    np.testing.assert_allclose(features[:128], log_mel, atol=1e-3)
+    np.testing.assert_allclose(features[128:], chroma, atol=1e-5)
+
+
+def test_estimated_tuning_matches_librosa_default():
+    y = tone(452.0)  # a quarter-tone sharp: the estimate differs from 0
+    features = MelChroma(MelChromaConfig(tuning=None))(y)
+    expected = librosa.feature.chroma_stft(y=y, sr=SR, n_fft=2048, hop_length=512)
+    np.testing.assert_allclose(features[128:], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [1, 100, 2047, SR, 3 * SR + 17])
+def test_frames_for_any_length(n):
+    frontend = MelChroma()
+    features = frontend(np.full(n, 0.1, np.float32))
+    assert features.shape == (140, frontend.num_frames(n)) == (140, 1 + n // 512)
+    assert features.dtype == np.float32 and np.isfinite(features).all()
+
+
+def test_a_tone_lands_in_its_mel_band_and_pitch_class():
+    frontend = MelChroma()
+    features = frontend(tone(440.0))
+    mel_centres = librosa.mel_frequencies(n_mels=130, fmin=0.0, fmax=SR / 2)[1:-1]
+    band = int(np.argmax(features[:128].mean(axis=1)))
+    assert mel_centres[band] == pytest.approx(440.0, rel=0.1)
+    assert int(np.argmax(features[128:].mean(axis=1))) == 9  # C, C#, ..., A = 9
+
+
+def test_silence_gives_the_floor_not_nan():
+    features = MelChroma()(np.zeros(SR, np.float32))
+    assert np.isfinite(features).all()
+    np.testing.assert_allclose(features[:128], -100.0, atol=1e-3)  # 10·log10(amin)
+    assert (features[128:] == 0).all()
+
+
+def test_per_utterance_norm_standardises_each_row():
+    y = np.random.default_rng(1).standard_normal(2 * SR).astype(np.float32) * 0.1
+    features = MelChroma(MelChromaConfig(per_utterance_norm=True))(y)
+    np.testing.assert_allclose(features.mean(axis=1), 0.0, atol=1e-4)
+    np.testing.assert_allclose(features.std(axis=1), 1.0, atol=1e-3)
+
+
+def test_config_from_a_toml_table_and_its_checks():
+    config = from_dict(MelChromaConfig, {"sample_rate": 16000, "n_mels": 64, "fmax": 8000})
+    frontend = MelChroma(config)
+    assert frontend.n_features == 76 and frontend(tone()).shape[0] == 76
+    with pytest.raises(ConfigError, match="fmax"):
+        from_dict(MelChromaConfig, {"sample_rate": 16000, "fmax": 9000})
+    with pytest.raises(ConfigError, match="n_mels"):
+        from_dict(MelChromaConfig, {"n_mels": 0})
+
+
+@pytest.mark.parametrize("bad", [np.zeros(0, np.float32), np.zeros((2, 100), np.float32)])
+def test_rejects_non_mono_or_empty(bad):
+    with pytest.raises(ValueError, match="mono samples"):
+        MelChroma()(bad)
+
+
+def test_real_files_of_every_kind(shared_data):
+    frontend = MelChroma()
+    files = [
+        *sorted((shared_data / "speech/emodb").glob("*.wav"))[:3],
+        *sorted((shared_data / "speech/crema-d").glob("*.mp3"))[:2],
+        *sorted((shared_data / "av/crema-d").glob("*.flv"))[:2],
+        shared_data / "av/mead/M030_sad_3_001.mp4",
+    ]
+    for path in files:
+        samples = load_audio(path, frontend.sample_rate)
+        features = frontend(samples)
+        seconds = len(samples) / frontend.sample_rate
+        assert features.shape == (140, 1 + len(samples) // 512), path
+        assert features.shape[1] / frontend.frames_per_second == pytest.approx(seconds, abs=0.05)
+        assert np.isfinite(features).all(), path
+        assert features[:128].max() > -20.0, path  # speech is well above the -100 dB floor
+        assert features[128:].min() >= 0.0 and features[128:].max() == pytest.approx(1.0)
