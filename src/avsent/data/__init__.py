@@ -1,0 +1,1 @@
+"""Data: dataset sources and checks, splits, feature extraction, the feature cache, loading."""

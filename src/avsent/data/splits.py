@@ -1,0 +1,274 @@
+"""Train/validation/test splits, including the speaker-independent ones emotion work needs.
+
+A model that has heard a speaker in training recognises the *speaker* as much as the
+emotion, so ``speaker-kfold`` and ``loso`` (leave one speaker out) keep every speaker in
+exactly one part. Their validation part is speaker-independent too: whole speakers from
+the training side, as close to ``val_fraction`` of its clips as whole speakers allow (when only one training speaker is
+left, a stratified share of its clips instead, and :attr:`Split.notes` says so).
+
+Every split is deterministic in (clips, config, seed) and saved as JSON in the run folder
+with each clip's path, label and speaker, so a run documents exactly what it saw.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from avsent.config import atomic_write_text
+from avsent.contracts import Clip
+from avsent.errors import AvsentError
+from avsent.run_config import SplitConfig
+
+PARTS = ("train", "val", "test")
+
+
+class SplitError(AvsentError):
+    """The clips cannot be split as asked (no speakers, too few speakers, no train part)."""
+
+
+@attrs.frozen
+class Split:
+    """Indices into ``clips`` for each part; ``fold`` counts from 0."""
+
+    train: list[int]
+    val: list[int]
+    test: list[int]
+    method: str = "random"
+    fold: int = 0
+    clips: tuple[Clip, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def part(self, name: str) -> list[Clip]:
+        """The clips of ``"train"``, ``"val"`` or ``"test"``."""
+        return [self.clips[i] for i in getattr(self, name)]
+
+    def speakers(self, name: str) -> set[str]:
+        return {c.speaker for c in self.part(name) if c.speaker is not None}
+
+    def matches(self, clips: Sequence[Clip]) -> bool:
+        """Whether ``clips`` is the list this split indexes (same paths, labels, order)."""
+        return [(c.path, c.label) for c in clips] == [(c.path, c.label) for c in self.clips]
+
+    def to_dict(self) -> dict[str, Any]:
+        where = {i: name for name in PARTS for i in getattr(self, name)}
+        return {
+            "method": self.method,
+            "fold": self.fold,
+            "notes": list(self.notes),
+            "counts": {name: len(getattr(self, name)) for name in PARTS},
+            "clips": [
+                {
+                    "path": str(c.path),
+                    "label": c.label,
+                    "speaker": c.speaker,
+                    "part": where.get(i),
+                }
+                for i, c in enumerate(self.clips)
+            ],
+        }
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Split:
+        try:
+            data = json.loads(Path(path).read_text())
+            records = data["clips"]
+            clips = tuple(Clip(Path(r["path"]), r["label"], r.get("speaker")) for r in records)
+            parts = {
+                name: [i for i, r in enumerate(records) if r.get("part") == name] for name in PARTS
+            }
+            return cls(
+                **parts,
+                method=data["method"],
+                fold=int(data["fold"]),
+                clips=clips,
+                notes=tuple(data.get("notes", ())),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SplitError(f"{path}: not a readable split file ({exc})") from None
+
+
+# -- public helpers ----------------------------------------------------------------------
+
+
+def speakers_of(clips: Sequence[Clip], method: str) -> list[str]:
+    """The sorted speaker ids; an error naming clips without one."""
+    missing = [c.path for c in clips if not c.speaker]
+    if missing:
+        raise SplitError(
+            f"split method {method!r} keeps speakers apart, but {len(missing)} of {len(clips)} "
+            f"clips have no speaker (e.g. {missing[0]}); give speakers (manifest column "
+            "'speaker', folder dataset 'speaker_pattern') or use method 'random'"
+        )
+    return sorted({c.speaker for c in clips if c.speaker})
+
+
+def speaker_folds(clips: Sequence[Clip], k: int, seed: int = 0) -> list[list[str]]:
+    """``k`` groups of speakers with about equal clip counts (shuffled by ``seed``)."""
+    speakers = speakers_of(clips, "speaker-kfold")
+    if k > len(speakers):
+        raise SplitError(
+            f"speaker-kfold with {k} folds needs at least {k} speakers, the data has "
+            f"{len(speakers)} ({', '.join(speakers)}); lower data.split.folds or use 'loso'"
+        )
+    counts = defaultdict(int)
+    for c in clips:
+        counts[c.speaker] += 1
+    order = list(np.random.default_rng([seed, 11]).permutation(len(speakers)))
+    ranked = sorted(range(len(speakers)), key=lambda i: (-counts[speakers[i]], order[i]))
+    groups: list[list[str]] = [[] for _ in range(k)]
+    totals = [0] * k
+    for i in ranked:  # largest speaker first into the emptiest group
+        g = min(range(k), key=lambda j: (totals[j], j))
+        groups[g].append(speakers[i])
+        totals[g] += counts[speakers[i]]
+    return [sorted(g) for g in groups]
+
+
+def loso_folds(clips: Sequence[Clip]) -> list[str]:
+    """One fold per speaker, in sorted order: fold ``i`` tests speaker ``i``."""
+    return speakers_of(clips, "loso")
+
+
+def n_folds(clips: Sequence[Clip], config: SplitConfig) -> int:
+    """How many folds the method has (1 for ``random`` and ``predefined``)."""
+    if config.method == "speaker-kfold":
+        return len(speaker_folds(clips, config.folds))
+    if config.method == "loso":
+        return len(loso_folds(clips))
+    return 1
+
+
+def make_split(clips: Sequence[Clip], config: SplitConfig, seed: int = 0) -> Split:
+    """Split ``clips`` by ``config.method``; ``config.fold`` picks the fold of k-fold / LOSO."""
+    clips = tuple(clips)
+    if not clips:
+        raise SplitError("no clips to split")
+    rng = np.random.default_rng([seed, config.fold])
+    notes: list[str] = []
+    if config.method == "random":
+        parts = _stratified(
+            range(len(clips)), clips, (config.val_fraction, config.test_fraction), rng
+        )
+        train, val, test = parts
+    elif config.method == "predefined":
+        train, val, test = _predefined(clips, config, rng, notes)
+    else:
+        if config.method == "loso":
+            groups = [[s] for s in loso_folds(clips)]
+        else:
+            groups = speaker_folds(clips, config.folds, seed)
+        if config.fold >= len(groups):
+            raise SplitError(
+                f"data.split.fold={config.fold} but {config.method!r} has {len(groups)} folds "
+                f"(0 to {len(groups) - 1})"
+            )
+        test_speakers = set(groups[config.fold])
+        test = [i for i, c in enumerate(clips) if c.speaker in test_speakers]
+        rest = [i for i, c in enumerate(clips) if c.speaker not in test_speakers]
+        train, val = _speaker_val(rest, clips, config.val_fraction, rng, notes)
+    if not train:
+        raise SplitError(f"split {config.method!r} fold {config.fold} leaves no training clips")
+    return Split(
+        train=sorted(train),
+        val=sorted(val),
+        test=sorted(test),
+        method=config.method,
+        fold=config.fold,
+        clips=clips,
+        notes=tuple(notes),
+    )
+
+
+# -- internals ---------------------------------------------------------------------------
+
+
+def _stratified(
+    indices: Sequence[int],
+    clips: Sequence[Clip],
+    fractions: tuple[float, ...],
+    rng: np.random.Generator,
+) -> list[list[int]]:
+    """[rest, part for fractions[0], part for fractions[1], ...], each class split alike.
+
+    A class with at least ``len(fractions) + 1`` clips puts at least one clip in every part
+    whose fraction is above zero, so small classes still appear in validation and test.
+    """
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i in indices:
+        by_label[clips[i].label].append(i)
+    out: list[list[int]] = [[] for _ in range(len(fractions) + 1)]
+    for label in sorted(by_label):
+        members = [by_label[label][j] for j in rng.permutation(len(by_label[label]))]
+        n = len(members)
+        start = 0
+        for k, fraction in enumerate(fractions, start=1):
+            take = round(n * fraction)
+            if fraction > 0 and take == 0 and n > len(fractions):
+                take = 1
+            out[k] += members[start : start + take]
+            start += take
+        out[0] += members[start:]
+    return out
+
+
+def _speaker_val(
+    rest: list[int],
+    clips: Sequence[Clip],
+    fraction: float,
+    rng: np.random.Generator,
+    notes: list[str],
+) -> tuple[list[int], list[int]]:
+    """(train, val) from the non-test clips, holding out whole speakers for validation."""
+    if fraction == 0 or not rest:
+        return rest, []
+    speakers = sorted({clips[i].speaker for i in rest})
+    if len(speakers) < 2:
+        notes.append(
+            "validation clips share the only training speaker (too few speakers to hold one out)"
+        )
+        train, val = _stratified(rest, clips, (fraction,), rng)
+        return train, val
+    counts = {s: sum(1 for i in rest if clips[i].speaker == s) for s in speakers}
+    target = fraction * len(rest)
+    chosen: list[str] = []
+    total = 0
+    for s in (speakers[j] for j in rng.permutation(len(speakers))):
+        if len(chosen) == len(speakers) - 1:
+            break
+        if not chosen or abs(total + counts[s] - target) < abs(total - target):
+            chosen.append(s)
+            total += counts[s]
+    held = set(chosen)
+    notes.append(f"validation speakers: {', '.join(sorted(held))}")
+    return (
+        [i for i in rest if clips[i].speaker not in held],
+        [i for i in rest if clips[i].speaker in held],
+    )
+
+
+def _predefined(
+    clips: Sequence[Clip], config: SplitConfig, rng: np.random.Generator, notes: list[str]
+) -> tuple[list[int], list[int], list[int]]:
+    missing = [c.path for c in clips if c.split is None]
+    if missing:
+        raise SplitError(
+            f"split method 'predefined' needs a split for every clip; {len(missing)} have none "
+            f"(e.g. {missing[0]}); add a 'split' column (train/val/test) to the manifest"
+        )
+    parts = {name: [i for i, c in enumerate(clips) if c.split == name] for name in PARTS}
+    if not parts["val"] and config.val_fraction > 0 and parts["train"]:
+        parts["train"], parts["val"] = _stratified(
+            parts["train"], clips, (config.val_fraction,), rng
+        )
+        notes.append("no clips marked 'val': validation is a stratified share of 'train'")
+    return parts["train"], parts["val"], parts["test"]

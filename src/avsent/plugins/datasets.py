@@ -1,0 +1,358 @@
+"""Dataset plugins: where clips come from and what their labels mean.
+
+* ``synthetic`` — the default: generated talking faces (see :mod:`avsent.data.synthetic`);
+* ``folder`` and ``manifest`` — a user's own recordings;
+* ``ravdess``, ``crema-d``, ``emodb``, ``mead`` — public corpora by their file names.
+
+Class names are always the paper's classes (:data:`~avsent.labels.EMOTIONS`) that occur
+in the clips, in the paper's order, followed by any other labels in alphabetical order; a
+``folder`` or ``manifest`` dataset may instead fix its class list with ``classes``. The
+clip list is checked (:func:`~avsent.data.manifest.validate_clips`) when first read, so a
+bad dataset fails before any preprocessing, with every problem listed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar
+
+import attrs
+from attrs import validators as v
+
+from avsent.contracts import Clip
+from avsent.data import corpora
+from avsent.data.manifest import DatasetProblems, read_manifest, validate_clips
+from avsent.data.synthetic import SyntheticConfig, generate
+from avsent.errors import ConfigError
+from avsent.hookspecs import hookimpl
+from avsent.labels import EMOTIONS
+
+MEDIA_EXTENSIONS = (
+    ".mp4",
+    ".avi",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".flv",
+    ".mpg",
+    ".wav",
+    ".mp3",
+    ".m4a",
+    ".flac",
+    ".ogg",
+    ".aac",
+)
+DROP = "none"  #: a ``label_map`` value that leaves a label out
+
+
+def order_classes(labels: Iterable[str]) -> tuple[str, ...]:
+    """The paper's classes present, in paper order, then any other labels sorted."""
+    present = set(labels)
+    return tuple(e for e in EMOTIONS if e in present) + tuple(sorted(present - set(EMOTIONS)))
+
+
+@attrs.define
+class Skipped:
+    """A media file left out on purpose, and why (e.g. RAVDESS *calm* has no class)."""
+
+    path: Path
+    reason: str
+
+
+class ClipSource:
+    """A :class:`~avsent.contracts.DatasetSource` that scans once, on first use, and checks.
+
+    ``scan`` returns (clips, where each came from, problems found while reading, skipped).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        scan: Callable[[], tuple[list[Clip], list[str] | None, list[str], list[Skipped]]],
+        classes: tuple[str, ...] = (),
+    ) -> None:
+        self.name = name
+        self._scan = scan
+        self._classes = classes
+        self.skipped: list[Skipped] = []
+
+    @cached_property
+    def _checked(self) -> tuple[list[Clip], tuple[str, ...]]:
+        clips, locations, problems, self.skipped = self._scan()
+        class_names = self._classes or order_classes(c.label for c in clips)
+        validate_clips(clips, class_names, self.name, locations=locations, problems=problems)
+        return clips, class_names
+
+    def clips(self) -> list[Clip]:
+        return list(self._checked[0])
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self._checked[1]
+
+
+# -- synthetic ------------------------------------------------------------------------------
+
+
+def synthetic_dataset(config: SyntheticConfig) -> ClipSource:
+    return ClipSource("synthetic", lambda: (generate(config), None, [], []), EMOTIONS)
+
+
+# -- the user's own data ---------------------------------------------------------------------
+
+
+def _check_label_map(instance: Any, attribute: attrs.Attribute, value: dict[str, str]) -> None:
+    for key, target in value.items():
+        if not isinstance(key, str) or not isinstance(target, str) or not target:
+            raise ValueError(
+                f"label_map maps labels to class names (or {DROP!r}), got {key!r} → {target!r}",
+                attribute,
+            )
+
+
+def _root_dir(root: str, field: str) -> Path:
+    if not root:
+        raise ConfigError(field, "set the data folder, e.g. --set data.dataset.root=/data/mine")
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise DatasetProblems(str(path), ["folder not found"])
+    return path
+
+
+def _media_files(root: Path, extensions: tuple[str, ...]) -> list[Path]:
+    wanted = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in wanted)
+
+
+@attrs.define
+class FolderConfig:
+    """``root/<label>/**/<clip>``: the sub-folder name is the label."""
+
+    root: str = ""
+    label_map: dict[str, str] = attrs.field(factory=dict, validator=_check_label_map)
+    #: fixed class list (unknown labels and empty classes are then errors); () = from data
+    classes: tuple[str, ...] = ()
+    #: regex on the file name (without extension); group ``speaker`` or group 1 is the speaker
+    speaker_pattern: str = attrs.field(default="", validator=lambda i, a, val: _compile(val))
+    extensions: tuple[str, ...] = MEDIA_EXTENSIONS
+
+
+def _compile(pattern: str) -> re.Pattern[str] | None:
+    if not pattern:
+        return None
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"speaker_pattern is not a valid regular expression: {exc}") from None
+    if compiled.groups == 0:
+        raise ValueError("speaker_pattern needs a group for the speaker, e.g. '^(\\w+?)_'")
+    return compiled
+
+
+def _speaker(pattern: re.Pattern[str] | None, path: Path) -> str | None:
+    if pattern is None:
+        return None
+    m = pattern.search(path.stem)
+    if m is None:
+        return None
+    return m.groupdict().get("speaker") or m.group(1)
+
+
+def folder_dataset(config: FolderConfig) -> ClipSource:
+    def scan() -> tuple[list[Clip], None, list[str], list[Skipped]]:
+        root = _root_dir(config.root, "data.dataset.root")
+        pattern = _compile(config.speaker_pattern)
+        clips, problems, skipped = [], [], []
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not folders:
+            problems.append(f"{root}: no label sub-folders (expected {root}/<label>/<clips>)")
+        for folder in folders:
+            label = config.label_map.get(folder.name, folder.name)
+            for path in _media_files(folder, config.extensions):
+                if label == DROP:
+                    skipped.append(Skipped(path, f"label {folder.name!r} mapped to {DROP!r}"))
+                    continue
+                speaker = _speaker(pattern, path)
+                if pattern is not None and speaker is None:
+                    problems.append(f"{path}: speaker_pattern does not match the file name")
+                clips.append(Clip(path, label, speaker))
+        return clips, None, problems, skipped
+
+    return ClipSource(f"folder {config.root}", scan, tuple(config.classes))
+
+
+@attrs.define
+class ManifestConfig:
+    """A CSV (header ``path,label,speaker,split``) or JSONL file listing the clips."""
+
+    path: str = ""
+    label_map: dict[str, str] = attrs.field(factory=dict, validator=_check_label_map)
+    classes: tuple[str, ...] = ()  #: fixed class list; () = the labels found, paper order first
+
+
+def manifest_dataset(config: ManifestConfig) -> ClipSource:
+    def scan() -> tuple[list[Clip], list[str], list[str], list[Skipped]]:
+        if not config.path:
+            raise ConfigError(
+                "data.dataset.path", "set the manifest, e.g. --set data.dataset.path=clips.csv"
+            )
+        clips, locations, problems = read_manifest(config.path)
+        kept, kept_locations, skipped = [], [], []
+        for clip, loc in zip(clips, locations, strict=True):
+            label = config.label_map.get(clip.label, clip.label)
+            if label == DROP:
+                skipped.append(Skipped(clip.path, f"label {clip.label!r} mapped to {DROP!r}"))
+                continue
+            kept.append(attrs.evolve(clip, label=label))
+            kept_locations.append(loc)
+        return kept, kept_locations, problems, skipped
+
+    return ClipSource(f"manifest {config.path}", scan, tuple(config.classes))
+
+
+# -- public corpora --------------------------------------------------------------------------
+
+
+def _check_corpus_map(instance: Any, attribute: attrs.Attribute, value: dict[str, str]) -> None:
+    _check_label_map(instance, attribute, value)
+    words = corpora.CORPUS_WORDS[instance.corpus]
+    unknown = sorted(set(value) - set(words))
+    if unknown:
+        raise ValueError(
+            f"label_map keys must be {instance.corpus} labels ({', '.join(words)}), got "
+            f"{', '.join(unknown)}",
+            attribute,
+        )
+
+
+@attrs.define
+class CorpusConfig:
+    """What every corpus dataset takes; subclasses set ``corpus`` and their extensions."""
+
+    corpus: ClassVar[str] = ""
+    root: str = ""
+    #: corpus label → our class (or "none"), laid over the documented default mapping
+    label_map: dict[str, str] = attrs.field(factory=dict, validator=_check_corpus_map)
+    #: keep labels without a class under their own name (e.g. "calm") instead of leaving them out
+    include_unmapped: bool = False
+    extensions: tuple[str, ...] = ()
+
+
+@attrs.define
+class RavdessConfig(CorpusConfig):
+    """RAVDESS ``Actor_XX/MM-VV-EE-II-SS-RR-AA.mp4``; by default the audio-video and
+    audio-only speech files (the video-only copies repeat the audio-video takes)."""
+
+    corpus: ClassVar[str] = "ravdess"
+    extensions: tuple[str, ...] = (".mp4", ".wav")
+    modalities: tuple[str, ...] = attrs.field(
+        default=("audio-video", "audio-only"),
+        validator=v.deep_iterable(v.in_(tuple(corpora.RAVDESS_MODALITIES.values()))),
+    )
+    channels: tuple[str, ...] = attrs.field(
+        default=("speech",),
+        validator=v.deep_iterable(v.in_(tuple(corpora.RAVDESS_CHANNELS.values()))),
+    )
+
+
+@attrs.define
+class CremaDConfig(CorpusConfig):
+    """CREMA-D ``ActorID_Sentence_Emotion_Level`` (``1001_DFA_ANG_XX.flv``)."""
+
+    corpus: ClassVar[str] = "crema-d"
+    extensions: tuple[str, ...] = (".flv", ".mp4", ".wav", ".mp3")
+
+
+@attrs.define
+class EmoDBConfig(CorpusConfig):
+    """Berlin EmoDB ``03a01Fa.wav``: speaker, text, emotion letter, version; audio only."""
+
+    corpus: ClassVar[str] = "emodb"
+    extensions: tuple[str, ...] = (".wav",)
+
+
+@attrs.define
+class MeadConfig(CorpusConfig):
+    """MEAD ``M030_front_angry_level3_001.mp4``, ``M030_crop_sad.mp4`` or the corpus tree
+    ``M030/video/front/angry/level_3/001.mp4``; by default frontal views and face crops."""
+
+    corpus: ClassVar[str] = "mead"
+    extensions: tuple[str, ...] = (".mp4", ".m4a", ".wav")
+    views: tuple[str, ...] = attrs.field(
+        default=("front", "crop"), validator=v.deep_iterable(v.in_(corpora.MEAD_VIEWS))
+    )
+
+
+def corpus_dataset(
+    corpus: str, parse: Callable[[Path, Any], corpora.Parsed | None]
+) -> Callable[[Any], ClipSource]:
+    """A factory that scans a corpus folder with ``parse`` and maps its labels."""
+
+    def factory(config: Any) -> ClipSource:
+        def scan() -> tuple[list[Clip], None, list[str], list[Skipped]]:
+            root = _root_dir(config.root, "data.dataset.root")
+            mapping = {**corpora.DEFAULT_MAPS[corpus], **config.label_map}
+            clips, skipped = [], []
+            for path in _media_files(root, config.extensions):
+                parsed = parse(path, config)
+                if parsed is None:
+                    skipped.append(Skipped(path, f"not a {corpus} file name (or not selected)"))
+                    continue
+                label = mapping.get(parsed.emotion)
+                if label is None and config.include_unmapped:
+                    label = parsed.emotion
+                if label is None or label == DROP:
+                    skipped.append(Skipped(path, f"{corpus} label {parsed.emotion!r} has no class"))
+                    continue
+                clips.append(Clip(path, label, parsed.speaker))
+            return clips, None, [], skipped
+
+        return ClipSource(f"{corpus} {config.root}", scan)
+
+    return factory
+
+
+@hookimpl
+def register_datasets(register):
+    register(
+        "synthetic",
+        synthetic_dataset,
+        config=SyntheticConfig,
+        description="generated talking faces with emotional voices (built-in default)",
+    )
+    register("folder", folder_dataset, config=FolderConfig, description="root/<label>/<clips>")
+    register(
+        "manifest",
+        manifest_dataset,
+        config=ManifestConfig,
+        description="CSV/JSONL with path, label, speaker, split",
+    )
+    register(
+        "ravdess",
+        corpus_dataset(
+            "ravdess", lambda p, c: corpora.parse_ravdess(p, tuple(c.modalities), tuple(c.channels))
+        ),
+        config=RavdessConfig,
+        description="RAVDESS by file name (calm left out)",
+    )
+    register(
+        "crema-d",
+        corpus_dataset("crema-d", lambda p, c: corpora.parse_cremad(p)),
+        config=CremaDConfig,
+        description="CREMA-D by file name",
+    )
+    register(
+        "emodb",
+        corpus_dataset("emodb", lambda p, c: corpora.parse_emodb(p)),
+        config=EmoDBConfig,
+        description="Berlin EmoDB by file name (boredom left out)",
+    )
+    register(
+        "mead",
+        corpus_dataset("mead", lambda p, c: corpora.parse_mead(p, tuple(c.views))),
+        config=MeadConfig,
+        description="MEAD by file name or folder tree (contempt left out)",
+    )
