@@ -110,3 +110,34 @@ def test_from_run_restores_the_saved_model(pipeline: Pipeline, tmp_path) -> None
     restored = Pipeline.from_run(run)
     clip = _tone(tmp_path / "tone.wav")
     assert restored.predict(clip) == pytest.approx(pipeline.predict(clip))
+
+
+def _example():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "pipeline.py"
+    spec = importlib.util.spec_from_file_location("example_pipeline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example_script_prints_probabilities(tmp_path, capsys) -> None:
+    clip = _tone(tmp_path / "tone.wav")
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF nonsense")
+    assert _example().main([str(clip), "--recipe", "drsn-audio"]) == 0
+    out = capsys.readouterr().out
+    assert "untrained" in out and f"{clip}: " in out
+    assert all(name in out for name in EMOTIONS)
+    assert _example().main([str(bad), "--recipe", "drsn-audio"]) == 1
+    assert "cannot predict" in capsys.readouterr().out
+
+
+def test_example_script_default_recipe_on_a_real_clip(shared_data: Path, capsys) -> None:
+    pytest.importorskip("avsent.faces.pipeline", reason="face pipeline not available yet")
+    clip = shared_data / "av" / "crema-d" / "1001_DFA_HAP_XX.flv"
+    if not clip.exists():
+        pytest.skip(f"{clip} not found")
+    assert _example().main([str(clip)]) == 0
+    assert sum(name in capsys.readouterr().out for name in EMOTIONS) == len(EMOTIONS)
