@@ -144,3 +144,14 @@ def test_parts_are_registered_through_the_entry_point():
     built = registry.get("fusion", "cma").build(None, audio_dim=8, video_dim=8)
     assert built.out_dim == 128
     assert registry.get("intra_modal", "identity").build(None, dim=7).out_dim == 7
+
+
+def test_every_attention_parameter_gets_a_gradient():
+    ima = IntraModalAttention(IMAConfig(d_model=8, heads=2, layers=2), dim=6)
+    cma = CrossModalAttention(CMAConfig(d_model=8, heads=2, layers=2), audio_dim=8, video_dim=8)
+    audio = ima(_tokens(2, 5, 6, [5, 3]))
+    video = _tokens(2, 3, 8, [3, 2])
+    cma(audio, video).sum().backward()
+    for module in (ima, cma):
+        missing = [n for n, p in module.named_parameters() if p.grad is None or not p.grad.any()]
+        assert not missing

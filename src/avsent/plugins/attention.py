@@ -116,12 +116,23 @@ class MultiHeadAttention(nn.Module):
 
 
 class AttentionBlock(nn.Module):
-    """Pre-LN residual block: x + Attn(LN(x), LN(src)); x + FFN(LN(x))."""
+    """Pre-LN residual block: x + Attn(LN(x), LN(src)); x + FFN(LN(x)).
 
-    def __init__(self, dim: int, heads: int, attn_dropout: float, dropout: float, ffn_mult: int):
+    A self-attention block (``cross=False``) attends over its own normalised input."""
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        attn_dropout: float,
+        dropout: float,
+        ffn_mult: int,
+        *,
+        cross: bool,
+    ) -> None:
         super().__init__()
         self.norm_q = nn.LayerNorm(dim)
-        self.norm_kv = nn.LayerNorm(dim)
+        self.norm_kv = nn.LayerNorm(dim) if cross else None
         self.attn = MultiHeadAttention(dim, heads, attn_dropout)
         self.norm_ffn = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(
@@ -132,9 +143,9 @@ class AttentionBlock(nn.Module):
         )
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, src: torch.Tensor | None, src_mask: torch.Tensor):
+    def forward(self, x: torch.Tensor, src: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
         q = self.norm_q(x)
-        kv = q if src is None else self.norm_kv(src)
+        kv = q if self.norm_kv is None else self.norm_kv(src)
         x = x + self.drop(self.attn(q, kv, src_mask))
         return x + self.drop(self.ffn(self.norm_ffn(x)))
 
@@ -168,6 +179,7 @@ class IntraModalAttention(nn.Module):
                     config.attn_dropout,
                     config.dropout,
                     config.ffn_mult,
+                    cross=False,
                 )
                 for _ in range(config.layers)
             )
@@ -178,10 +190,7 @@ class IntraModalAttention(nn.Module):
         if self.config.positional:
             x = x + sinusoid(x.shape[1], x.shape[2], x.device)
         for layer in self.layers:
-            # a paper-style layer is the bare attention (query = source = x); a block
-            # normalises x itself and attends over it when given no separate source
-            source = x if self.config.style == "paper" else None
-            x = layer(x, source, tokens.mask)
+            x = layer(x, x, tokens.mask)
         return Tokens(_zero_padding(self.norm(x), tokens.mask), tokens.mask)
 
 
@@ -216,7 +225,12 @@ class CrossModalAttention(nn.Module):
         def stack() -> nn.ModuleList:
             return nn.ModuleList(
                 AttentionBlock(
-                    d, config.heads, config.attn_dropout, config.dropout, config.ffn_mult
+                    d,
+                    config.heads,
+                    config.attn_dropout,
+                    config.dropout,
+                    config.ffn_mult,
+                    cross=True,
                 )
                 for _ in range(config.layers)
             )
