@@ -26,6 +26,13 @@ class FacesConfig:
     grayscale: bool = False
     margin: float = attrs.field(default=0.25, validator=v.ge(0.0))
     detect_width: int = attrs.field(default=320, validator=v.ge(64))  #: detect on this width
+    #: look for the face near its last box first: a square this many face sizes wide ...
+    track_roi: float = attrs.field(default=2.0, validator=v.ge(0.0))  #: (0 = whole frame always)
+    roi_width: int = attrs.field(default=64, validator=v.ge(32))  #: ... scaled to this width
+    #: a detection is the same face if its centre moved at most this many face sizes
+    max_shift: float = attrs.field(default=0.5, validator=v.gt(0.0))
+    lost_after: int = attrs.field(default=2, validator=v.ge(1))  #: misses before re-choosing
+    smooth_window: int = attrs.field(default=5, validator=v.ge(1))  #: frames averaged per box
     no_face: Literal["error", "skip", "center"] = "skip"
     detector: Choice = choice_field("face_detector", "haar")
     landmarks: Choice = choice_field("landmark_backend", "none")

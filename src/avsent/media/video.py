@@ -89,7 +89,7 @@ def read_frames(
                 continue
             span = span or stated
             targets = _targets(*span, num_frames, fps)
-            sampler = _Sampler(container, stream, path, targets, seek_gap, end_tolerance)
+            sampler = _Sampler(container, stream, path, targets, span[0], seek_gap, end_tolerance)
             try:
                 frames, times = sampler.run()
             except _EndsEarly as early:
@@ -209,6 +209,7 @@ class _Sampler:
         stream: av.VideoStream,
         path: Path,
         targets: np.ndarray,
+        start: float,
         seek_gap: float,
         end_tolerance: float,
     ) -> None:
@@ -216,6 +217,7 @@ class _Sampler:
         self.stream = stream
         self.path = path
         self.targets = targets
+        self.start = start
         self.seek_gap = seek_gap
         self.end_tolerance = end_tolerance
         self.frames: list[np.ndarray | None] = [None] * len(targets)
@@ -232,7 +234,7 @@ class _Sampler:
         n = len(self.targets)
         i = 0
         prev: tuple[float, av.VideoFrame] | None = None
-        position = -math.inf  # time of the latest decoded frame
+        position = self.start  # time of the latest decoded frame
         seeked_for = -1  # seek at most once per target, so a seek that lands early cannot loop
         while i < n:
             if i > seeked_for and self._worth_seeking(self.targets[i], position):

@@ -1,0 +1,1 @@
+"""The video front-end after decoding: face tracks, crops and landmark geometry."""
