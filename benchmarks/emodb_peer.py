@@ -162,6 +162,33 @@ def summarise(y_true: np.ndarray, y_pred: np.ndarray, folds: Sequence[Fold]) -> 
     return result
 
 
+def summarise_seeds(y_true: np.ndarray, preds: Sequence[np.ndarray], folds: Sequence[Fold]) -> dict:
+    """:func:`summarise` for several seeds' predictions (each over all clips).
+
+    ``pooled`` and ``per_fold`` hold the means over seeds, ``pooled_std`` the std over
+    seeds of the pooled figures, ``per_seed`` each seed's pooled figures; the fold
+    mean ± std are taken over the seed-averaged per-fold figures.
+    """
+    runs = [summarise(y_true, np.asarray(p), folds) for p in preds]
+    metrics = ("accuracy", "macro_recall", "macro_f1")
+    result: dict = {
+        "pooled": {m: float(np.mean([r["pooled"][m] for r in runs])) for m in metrics},
+        "pooled_std": {m: float(np.std([r["pooled"][m] for r in runs])) for m in metrics},
+        "per_seed": [r["pooled"] for r in runs],
+        "per_fold": {
+            f.speaker: {
+                m: float(np.mean([r["per_fold"][f.speaker][m] for r in runs])) for m in metrics
+            }
+            for f in folds
+        },
+    }
+    for m in metrics:
+        values = np.array([v[m] for v in result["per_fold"].values()])
+        result[f"fold_mean_{m}"] = float(values.mean())
+        result[f"fold_std_{m}"] = float(values.std())
+    return result
+
+
 def loso_svm(
     features: np.ndarray, labels: np.ndarray, folds: Sequence[Fold], *, C: float, gamma: str | float
 ) -> np.ndarray:
@@ -230,7 +257,7 @@ def peer_results(
     ``inner_grid`` (e.g. :data:`C_GRID`) replaces the fixed ``C`` by a per-fold inner
     leave-one-speaker-out choice; the chosen values come back as ``"chosen_C"``.
 
-    Returns ``{"name", "feature_set", "n_clips", "n_features", "pooled": {accuracy,
+    Returns ``{"name", "short" (a column header), "feature_set", "n_clips", "n_features", "pooled": {accuracy,
     macro_recall, macro_f1}, "per_fold": {speaker: {...}}, "fold_mean_*", "fold_std_*",
     "seconds"}``.
     """
@@ -246,12 +273,13 @@ def peer_results(
         pred, extra["chosen_C"] = loso_svm_nested(
             features, labels, speakers, folds, grid=inner_grid, gamma=gamma
         )
-        svm = f"C by inner LOSO from {list(inner_grid)}"
+        svm = "C tuned by inner LOSO"
     else:
         pred = loso_svm(features, labels, folds, C=C, gamma=gamma)
         svm = f"C={C:g}"
     return {
         "name": f"openSMILE {feature_set} + RBF SVM ({svm})",
+        "short": f"{feature_set} {'tuned' if inner_grid else f'C={C:g}'}",
         "feature_set": feature_set,
         **extra,
         "n_clips": len(files),
