@@ -1,0 +1,202 @@
+"""Video encoders "i3dd" (3D-DenseNet with SPD-Conv, the paper's) and "densenet3d" (plain).
+
+The 3D-DenseNet follows the common DenseNet-121 video layout: a stem (conv + pooling), dense
+blocks of BN-ReLU-Conv1³-BN-ReLU-Conv3³ layers whose outputs are concatenated, and
+transitions (BN-ReLU-Conv1³ that compresses channels, then 2× downsampling). In I3DD every
+downsampling, i.e. the stem's stride-2 conv, its max-pool and each transition's avg-pool,
+becomes SPD-Conv: space-to-depth, then a non-strided conv. "densenet3d" keeps the strided
+conv and the pooling; it is the "w/o I3DD" ablation. Each downsampling halves H and W (and
+T when ``downsample_time``); the output is one token per remaining time step, pooled over
+space, with the mask shortened to match.
+
+Presets (:data:`PRESETS`): ``paper`` (the defaults, DenseNet-121-like) and ``small``
+(trains on a CPU). A recipe picks the small one by setting those fields.
+"""
+
+from __future__ import annotations
+
+import attrs
+import torch
+from attrs import validators as v
+from torch import nn
+
+from avsent.contracts import Tokens, downsample_mask
+from avsent.errors import ConfigError
+from avsent.hookspecs import hookimpl
+from avsent.plugins.spd_conv import SPDConv
+
+#: field values of the two presets (``paper`` = the config defaults)
+PRESETS: dict[str, dict[str, object]] = {
+    "paper": {
+        "growth_rate": 32,
+        "block_config": (6, 12, 24, 16),
+        "num_init_features": 64,
+        "bn_size": 4,
+        "compression": 0.5,
+    },
+    "small": {
+        "growth_rate": 12,
+        "block_config": (2, 4, 4),
+        "num_init_features": 24,
+        "bn_size": 4,
+        "compression": 0.5,
+    },
+}
+
+
+def _positive_ints(instance, attribute, value) -> None:
+    if not value or any(not isinstance(n, int) or n < 1 for n in value):
+        raise ValueError(f"must be a non-empty list of positive integers, got {value!r}")
+
+
+@attrs.define
+class DenseNet3DConfig:
+    """Shape of the network. Defaults = the paper-size preset; see :data:`PRESETS`."""
+
+    growth_rate: int = attrs.field(default=32, validator=v.ge(1))
+    block_config: tuple[int, ...] = attrs.field(
+        default=(6, 12, 24, 16), converter=tuple, validator=_positive_ints
+    )
+    num_init_features: int = attrs.field(default=64, validator=v.ge(1))
+    bn_size: int = attrs.field(default=4, validator=v.ge(1))
+    compression: float = attrs.field(default=0.5, validator=[v.gt(0.0), v.le(1.0)])
+    dropout: float = attrs.field(default=0.0, validator=[v.ge(0.0), v.lt(1.0)])
+    #: also halve the time axis at each downsampling (SPD over T, H, W: 8× channels)
+    downsample_time: bool = False
+    stem_kernel: int = attrs.field(default=7, validator=v.ge(1))
+
+
+@attrs.define
+class I3DDConfig(DenseNet3DConfig):
+    """As :class:`DenseNet3DConfig`; the stem conv runs after space-to-depth, so it is smaller."""
+
+    stem_kernel: int = attrs.field(default=3, validator=v.ge(1))
+
+
+class _DenseLayer(nn.Module):
+    def __init__(self, in_channels: int, growth: int, bn_size: int, dropout: float) -> None:
+        super().__init__()
+        inner = bn_size * growth
+        self.body = nn.Sequential(
+            nn.BatchNorm3d(in_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(in_channels, inner, 1, bias=False),
+            nn.BatchNorm3d(inner),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(inner, growth, 3, padding=1, bias=False),
+            nn.Dropout3d(dropout) if dropout > 0 else nn.Identity(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, self.body(x)], dim=1)
+
+
+class DenseNet3D(nn.Module):
+    """Frames [B, C, T, H, W] + mask [B, T] → Tokens [B, T', D] (``spd`` selects I3DD)."""
+
+    def __init__(
+        self,
+        config: DenseNet3DConfig,
+        *,
+        in_channels: int = 3,
+        frames: int = 16,
+        size: int = 64,
+        spd: bool = False,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.spd = spd
+        self.steps = 2 + len(config.block_config) - 1  # stem conv, stem pool, transitions
+        self.factor = 2**self.steps
+        self.check_input(frames, size, size, field="faces")
+        t_stride = 2 if config.downsample_time else 1
+        k = config.stem_kernel
+        width = config.num_init_features
+        if spd:
+            stem = [
+                SPDConv(in_channels, width, k, time=config.downsample_time),
+                nn.BatchNorm3d(width),
+                nn.ReLU(inplace=True),
+                SPDConv(width, width, 3, time=config.downsample_time),
+            ]
+        else:
+            stem = [
+                nn.Conv3d(
+                    in_channels, width, k, stride=(t_stride, 2, 2), padding=k // 2, bias=False
+                ),
+                nn.BatchNorm3d(width),
+                nn.ReLU(inplace=True),
+                nn.MaxPool3d(3, stride=(t_stride, 2, 2), padding=1),
+            ]
+        layers: list[nn.Module] = list(stem)
+        channels = width
+        for i, n_layers in enumerate(config.block_config):
+            for _ in range(n_layers):
+                layers.append(
+                    _DenseLayer(channels, config.growth_rate, config.bn_size, config.dropout)
+                )
+                channels += config.growth_rate
+            if i < len(config.block_config) - 1:
+                out = max(1, int(channels * config.compression))
+                layers += [nn.BatchNorm3d(channels), nn.ReLU(inplace=True)]
+                if spd:
+                    layers.append(SPDConv(channels, out, 1, time=config.downsample_time))
+                else:
+                    layers += [
+                        nn.Conv3d(channels, out, 1, bias=False),
+                        nn.AvgPool3d((t_stride, 2, 2)),
+                    ]
+                channels = out
+        layers += [nn.BatchNorm3d(channels), nn.ReLU(inplace=True)]
+        self.features = nn.Sequential(*layers)
+        self.out_dim = channels
+
+    def check_input(self, frames: int, height: int, width: int, *, field: str = "video") -> None:
+        """Sides must survive every halving exactly; say which and by what otherwise."""
+        f = self.factor
+        bad = [f"{name}={n}" for name, n in (("H", height), ("W", width)) if n % f]
+        if self.config.downsample_time and frames % f:
+            bad.insert(0, f"T={frames}")
+        if bad:
+            kind = "I3DD" if self.spd else "3D-DenseNet"
+            what = "T, H and W" if self.config.downsample_time else "H and W"
+            raise ConfigError(
+                field,
+                f"{kind} downsamples {self.steps} times (×{f}), so {what} must be divisible "
+                f"by {f}; got {', '.join(bad)} (change faces.crop_size / faces.num_frames or "
+                f"block_config)",
+            )
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> Tokens:
+        if x.dim() != 5:
+            raise ValueError(f"expected frames [B, C, T, H, W], got shape {tuple(x.shape)}")
+        self.check_input(*x.shape[2:])
+        y = self.features(x).mean(dim=(3, 4))  # pool space → [B, D, T']
+        tokens = y.transpose(1, 2)
+        return Tokens(tokens, downsample_mask(mask, tokens.shape[1]))
+
+
+def build_i3dd(config: I3DDConfig, *, in_channels: int, frames: int, size: int) -> DenseNet3D:
+    return DenseNet3D(config, in_channels=in_channels, frames=frames, size=size, spd=True)
+
+
+def build_densenet3d(
+    config: DenseNet3DConfig, *, in_channels: int, frames: int, size: int
+) -> DenseNet3D:
+    return DenseNet3D(config, in_channels=in_channels, frames=frames, size=size, spd=False)
+
+
+@hookimpl
+def register_video_encoders(register):
+    register(
+        "i3dd",
+        build_i3dd,
+        config=I3DDConfig,
+        description="3D-DenseNet with SPD-Conv instead of strided conv and pooling (paper)",
+    )
+    register(
+        "densenet3d",
+        build_densenet3d,
+        config=DenseNet3DConfig,
+        description="plain 3D-DenseNet, strided conv + pooling (the 'w/o I3DD' ablation)",
+    )
