@@ -39,7 +39,13 @@ MAVSA_DI: dict[str, Any] = {
 MAVSA_DI_SMALL: dict[str, Any] = {
     "faces": {"crop_size": 32, "num_frames": 8},
     "audio": {"name": "drsn", "stem_channels": 16, "widths": [16, 32, 64]},
-    "video": {"name": "i3dd"},
+    # the video plugin's "small" preset (avsent.plugins.i3dd.PRESETS)
+    "video": {
+        "name": "i3dd",
+        "growth_rate": 12,
+        "block_config": [2, 4, 4],
+        "num_init_features": 24,
+    },
     "audio_intra": {"name": "ima", "d_model": 64, "heads": 4},
     "video_intra": {"name": "ima", "d_model": 64, "heads": 4},
     "fusion": {"name": "cma", "d_model": 32, "heads": 4, "layers": 1},
