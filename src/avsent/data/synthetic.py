@@ -59,8 +59,8 @@ class SyntheticConfig:
     speakers: int = attrs.field(default=6, validator=v.ge(1))
     seconds: float = attrs.field(default=2.0, validator=[v.gt(0.2), v.le(30.0)])
     fps: int = attrs.field(default=25, validator=[v.ge(5), v.le(60)])
-    #: frame side in pixels; a multiple of 32 (other widths make x264's output vary run to run)
-    size: int = attrs.field(default=128, validator=[v.ge(96), v.le(512), _multiple_of(32)])
+    #: frame side in pixels, a multiple of 16 (whole H.264 macroblocks)
+    size: int = attrs.field(default=128, validator=[v.ge(96), v.le(512), _multiple_of(16)])
     sample_rate: int = attrs.field(default=16000, validator=v.in_((8000, 16000, 22050, 44100)))
     seed: int = attrs.field(default=0, validator=v.ge(0))
     face_noise: float = attrs.field(default=6.0, validator=v.ge(0.0))  #: pixel noise std (0-255)
@@ -424,7 +424,7 @@ def render_frames(
             face,
             center=(center[0] + drift[i, 0] + sway[i], center[1] + drift[i, 1]),
             scale=scale,
-            mouth_open=max(0.0, 0.25 * face.mouth_open + 0.22 * face.talk * env),
+            mouth_open=max(0.0, 0.4 * face.mouth_open + 0.22 * face.talk * env),
             blink=0.15 if abs(t - blink_at) < 0.08 else 1.0,
             background=background,
             light=light,
@@ -445,7 +445,14 @@ def write_av_clip(
         video = out.add_stream("libx264", rate=fps)
         video.width, video.height = frames.shape[2], frames.shape[1]
         video.pix_fmt = "yuv420p"
-        video.options = {"crf": "20", "preset": "veryfast", "threads": "1"}
+        # one thread and no macroblock-tree rate control: otherwise x264's bytes vary run to
+        # run, and the feature cache (keyed by file content) would miss after a regeneration
+        video.options = {
+            "crf": "20",
+            "preset": "veryfast",
+            "threads": "1",
+            "x264-params": "mbtree=0",
+        }
         audio = out.add_stream("aac", rate=sample_rate, layout="mono")
         for frame in frames:
             yuv = cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420)  # converted here: reproducible bytes
