@@ -1,0 +1,238 @@
+"""Frame sampling: containers and codecs, timestamps, rotation, seeking, and every bad input."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from avsent.errors import MediaError
+from avsent.media.video import VideoFrames, read_frames
+
+W, H = 64, 48
+
+
+def frame_image(index: int) -> np.ndarray:
+    """A flat frame whose grey level encodes its index (survives lossy coding to ±1 step)."""
+    return np.full((H, W, 3), min(255, 8 * index), dtype=np.uint8)
+
+
+def index_of(frame: np.ndarray) -> int:
+    return round(float(frame[8:-8, 8:-8].mean()) / 8)
+
+
+def write_video(
+    path: Path,
+    codec: str = "libx264",
+    *,
+    n: int = 24,
+    fps: int = 10,
+    times: list[float] | None = None,
+    rotation: float | None = None,
+    image=frame_image,
+    options: dict | None = None,
+) -> Path:
+    """A small real video; ``times`` (seconds) gives a variable frame rate."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps, options=options or {})
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        if times is not None:
+            stream.time_base = Fraction(1, 1000)
+            stream.codec_context.time_base = Fraction(1, 1000)
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for i in range(n if times is None else len(times)):
+            frame = av.VideoFrame.from_ndarray(image(i), format="rgb24")
+            if times is not None:
+                frame.pts = round(times[i] * 1000)
+                frame.time_base = stream.codec_context.time_base
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+FORMATS = [
+    ("mp4", "libx264"),
+    ("mp4", "mpeg4"),
+    ("mov", "libx264"),
+    ("mkv", "libx264"),
+    ("avi", "mpeg4"),
+    ("flv", "flv"),
+    ("webm", "libvpx"),
+    ("webm", "libvpx-vp9"),
+]
+
+
+@pytest.mark.parametrize(("ext", "codec"), FORMATS)
+def test_uniform_sampling_in_each_container(tmp_path, ext, codec):
+    if codec not in av.codecs_available:
+        pytest.skip(f"this PyAV build has no {codec} encoder")
+    path = write_video(tmp_path / f"clip.{ext}", codec, n=24, fps=10)
+    clip = read_frames(path, num_frames=6)
+    assert isinstance(clip, VideoFrames)
+    assert clip.frames.shape == (6, H, W, 3) and clip.frames.dtype == np.uint8
+    assert clip.duration == pytest.approx(2.4, abs=0.11)
+    # targets are slice centres 0.2, 0.6, ... s → frames 2, 6, 10, 14, 18, 22
+    assert [index_of(f) for f in clip.frames] == pytest.approx([2, 6, 10, 14, 18, 22], abs=1)
+    assert np.all(np.diff(clip.times) > 0)
+    assert clip.fps == pytest.approx(10, rel=0.01)
+    assert not clip.truncated
+
+
+def test_fixed_fps_stops_at_num_frames_or_clip_end(tmp_path):
+    path = write_video(tmp_path / "clip.mp4", n=30, fps=10)  # 3 s
+    clip = read_frames(path, num_frames=100, fps=2)
+    assert len(clip) == 6
+    assert clip.times == pytest.approx([0, 0.5, 1.0, 1.5, 2.0, 2.5], abs=1e-6)
+    assert [index_of(f) for f in clip.frames] == pytest.approx([0, 5, 10, 15, 20, 25], abs=1)
+    assert len(read_frames(path, num_frames=4, fps=2)) == 4
+
+
+def test_variable_frame_rate_keeps_the_frame_on_screen(tmp_path):
+    times = [0.0, 0.1, 0.15, 0.9, 1.0, 1.6, 1.7, 1.75, 1.8, 2.4]
+    path = write_video(tmp_path / "vfr.mkv", times=times)
+    clip = read_frames(path, num_frames=5)
+    stated = clip.duration
+    for target, frame, t in zip(
+        (np.arange(5) + 0.5) * stated / 5, clip.frames, clip.times, strict=True
+    ):
+        on_screen = max(i for i, s in enumerate(times) if s <= target + 1e-6)
+        assert index_of(frame) == pytest.approx(on_screen, abs=1)
+        assert t == pytest.approx(times[on_screen], abs=1e-3)
+
+
+def reference_frames(path: Path, times: np.ndarray) -> list[int]:
+    """The naive way: decode every frame, keep the last one at or before each target."""
+    with av.open(str(path)) as container:
+        decoded = [
+            (f.time, index_of(f.to_ndarray(format="rgb24"))) for f in container.decode(video=0)
+        ]
+    return [max((t, i) for t, i in decoded if t <= target + 1e-6)[1] for target in times]
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+def test_seeking_picks_the_same_frames_as_decoding_everything(tmp_path, ext):
+    image = lambda i: frame_image(i % 32)  # noqa: E731 - levels stay in range
+    path = write_video(
+        tmp_path / f"long.{ext}", n=400, fps=25, image=image, options={"g": "12", "bf": "2"}
+    )
+    clip = read_frames(path, num_frames=7, seek_gap=0.5)
+    want = reference_frames(path, clip.times)
+    assert [index_of(f) for f in clip.frames] == pytest.approx(want, abs=1)
+
+
+@pytest.mark.parametrize(("degrees", "corner"), [(90, "bottom-left"), (-90, "top-right")])
+def test_rotation_metadata_is_applied(tmp_path, degrees, corner):
+    def marked(i):
+        image = np.zeros((H, W, 3), np.uint8)
+        image[: H // 2, : W // 2] = 255  # top-left quadrant white
+        return image
+
+    path = write_video(tmp_path / "phone.mp4", n=5, rotation=degrees, image=marked)
+    clip = read_frames(path, num_frames=2)
+    assert clip.frames.shape[1:3] == (W, H)  # portrait now
+    frame = clip.frames[0].mean(-1)
+    quadrants = {
+        "top-left": frame[: W // 2, : H // 2],
+        "top-right": frame[: W // 2, H // 2 :],
+        "bottom-left": frame[W // 2 :, : H // 2],
+        "bottom-right": frame[W // 2 :, H // 2 :],
+    }
+    assert max(quadrants, key=lambda k: quadrants[k].mean()) == corner
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(MediaError, match=r"nope\.mp4: file not found"):
+        read_frames(tmp_path / "nope.mp4")
+    with pytest.raises(MediaError, match="not a file"):
+        read_frames(tmp_path)
+
+
+def test_audio_only_file_has_no_video_stream(tmp_path):
+    path = tmp_path / "speech.m4a"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        samples = np.zeros((1, 16000), np.float32)
+        frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+    with pytest.raises(MediaError, match=r"speech\.m4a: no video stream \(streams found: audio\)"):
+        read_frames(path)
+
+
+def test_garbage_file_is_reported_as_corrupt(tmp_path):
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8).tobytes())
+    with pytest.raises(MediaError, match=r"clip\.mp4: cannot be opened as a media file"):
+        read_frames(path)
+
+
+def test_mp4_cut_short_cannot_be_opened(tmp_path):
+    path = write_video(tmp_path / "cut.mp4", n=40)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # index (moov) lost
+    with pytest.raises(MediaError, match=r"cut\.mp4: .*truncated"):
+        read_frames(path)
+
+
+def noise(i: int) -> np.ndarray:
+    """Frames that do not compress away, so cutting the file's bytes cuts its frames."""
+    return np.random.default_rng(i).integers(0, 256, (H, W, 3), dtype=np.uint8)
+
+
+def test_truncated_stream_is_reported(tmp_path):
+    path = write_video(tmp_path / "cut.mkv", n=100, fps=10, image=noise)
+    path.write_bytes(path.read_bytes()[: int(path.stat().st_size * 0.3)])
+    with pytest.raises(MediaError, match=r"cut\.mkv: video frames stop at .* truncated"):
+        read_frames(path, num_frames=8)
+
+
+def test_slightly_truncated_stream_is_sampled_over_what_decodes(tmp_path):
+    path = write_video(tmp_path / "cut.mkv", n=100, fps=10, image=noise)
+    path.write_bytes(path.read_bytes()[: int(path.stat().st_size * 0.85)])
+    clip = read_frames(path, num_frames=8)
+    assert clip.truncated
+    assert len(clip) == 8 and clip.duration < 9.5
+    assert clip.times[-1] <= clip.duration + 0.1
+    assert len(set(clip.times.tolist())) == 8  # spread over the real frames, no repeats
+
+
+def test_video_stream_without_frames(tmp_path):
+    path = tmp_path / "empty.mkv"  # a video track with no frames, next to some sound
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("mpeg4", rate=10)
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        audio = container.add_stream("pcm_s16le", rate=8000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            np.zeros((1, 8000), np.int16), format="s16", layout="mono"
+        )
+        frame.sample_rate = 8000
+        for packet in [*audio.encode(frame), *audio.encode(), *video.encode()]:
+            container.mux(packet)
+    with pytest.raises(MediaError, match=r"empty\.mkv: no decodable video frames"):
+        read_frames(path)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="num_frames"):
+        read_frames("x.mp4", num_frames=0)
+    with pytest.raises(ValueError, match="fps"):
+        read_frames("x.mp4", fps=-1)
+
+
+def test_real_clips_decode(shared_data):
+    clips = [
+        *sorted((shared_data / "av").glob("*/*")),
+        shared_data / "face-video/woman2_noaudio.mp4",
+    ]
+    for path in clips:
+        clip = read_frames(path, num_frames=4)
+        assert clip.frames.shape[0] == 4 and clip.frames.shape[-1] == 3, path
+        assert np.all(np.diff(clip.times) > 0), path
+        assert math.isfinite(clip.duration) and clip.duration > 1.0, path
