@@ -116,7 +116,7 @@ def read_manifest(path: str | Path) -> tuple[list[Clip], list[str], list[str]]:
         loc = f"{path}:{line}"
         missing = [k for k in ("path", "label") if not str(row.get(k) or "").strip()]
         if missing:
-            problems.append(f"{loc}: missing {' and '.join(missing)}")
+            problems.append((line, f"{loc}: missing {' and '.join(missing)}"))
             continue
         clip_path = Path(str(row["path"]).strip()).expanduser()
         if not clip_path.is_absolute():
@@ -130,13 +130,17 @@ def read_manifest(path: str | Path) -> tuple[list[Clip], list[str], list[str]]:
             )
         )
         locations.append(loc)
-    return clips, locations, problems
+    return clips, locations, [text for _, text in sorted(problems, key=lambda p: p[0])]
 
 
-def _csv_rows(text: str, path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
+Rows = list[tuple[int, dict]]
+Problems = list[tuple[int, str]]  #: (line, message), so problems can be listed in file order
+
+
+def _csv_rows(text: str, path: Path) -> tuple[Rows, Problems]:
     lines = text.splitlines()
     if not lines:
-        return [], [f"{path}: empty manifest"]
+        return [], [(0, f"{path}: empty manifest")]
     dialect = csv.excel_tab if "\t" in lines[0] and "," not in lines[0] else csv.excel
     reader = csv.reader(lines, dialect)
     header = [h.strip().lower() for h in next(reader)]
@@ -144,8 +148,11 @@ def _csv_rows(text: str, path: Path) -> tuple[list[tuple[int, dict]], list[str]]
     unknown = [h for h in header if h not in MANIFEST_COLUMNS]
     if unknown or "path" not in header or "label" not in header:
         problems.append(
-            f"{path}:1: header must name columns from {', '.join(MANIFEST_COLUMNS)} "
-            f"(path and label required), got {', '.join(header) or 'nothing'}"
+            (
+                1,
+                f"{path}:1: header must name columns from {', '.join(MANIFEST_COLUMNS)} "
+                f"(path and label required), got {', '.join(header) or 'nothing'}",
+            )
         )
         return [], problems
     rows = []
@@ -153,13 +160,15 @@ def _csv_rows(text: str, path: Path) -> tuple[list[tuple[int, dict]], list[str]]
         if not any(v.strip() for v in values):
             continue
         if len(values) != len(header):
-            problems.append(f"{path}:{number}: expected {len(header)} fields, got {len(values)}")
+            problems.append(
+                (number, f"{path}:{number}: expected {len(header)} fields, got {len(values)}")
+            )
             continue
         rows.append((number, dict(zip(header, values, strict=True))))
     return rows, problems
 
 
-def _jsonl_rows(text: str, path: Path) -> tuple[list[tuple[int, dict]], list[str]]:
+def _jsonl_rows(text: str, path: Path) -> tuple[Rows, Problems]:
     rows, problems = [], []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -167,14 +176,14 @@ def _jsonl_rows(text: str, path: Path) -> tuple[list[tuple[int, dict]], list[str
         try:
             row = json.loads(line)
         except ValueError as exc:
-            problems.append(f"{path}:{number}: not valid JSON ({exc.args[0]})")
+            problems.append((number, f"{path}:{number}: not valid JSON ({exc.args[0]})"))
             continue
         if not isinstance(row, dict):
-            problems.append(f"{path}:{number}: expected an object with path and label")
+            problems.append((number, f"{path}:{number}: expected an object with path and label"))
             continue
         unknown = sorted(set(row) - set(MANIFEST_COLUMNS))
         if unknown:
-            problems.append(f"{path}:{number}: unknown keys {', '.join(unknown)}")
+            problems.append((number, f"{path}:{number}: unknown keys {', '.join(unknown)}"))
             continue
         rows.append((number, row))
     return rows, problems

@@ -1,0 +1,139 @@
+"""Clip-list checks and manifest reading: every problem reported at once, with file:line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from avsent.contracts import Clip
+from avsent.data.manifest import (
+    DatasetProblems,
+    find_problems,
+    read_manifest,
+    validate_clips,
+)
+from avsent.errors import AvsentError
+
+
+@pytest.fixture
+def media(tmp_path: Path) -> Path:
+    """A data folder with three (tiny, content-free) clip files."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name in ("a.wav", "b.wav", "c.wav"):
+        (folder / name).write_bytes(b"RIFF")
+    return folder
+
+
+def test_a_good_list_passes(media: Path) -> None:
+    clips = [Clip(media / "a.wav", "sad", "s1"), Clip(media / "b.wav", "happy", "s2")]
+    validate_clips(clips, ("sad", "happy"), "mine")
+    assert find_problems(clips, ("sad", "happy")) == []
+
+
+def test_every_problem_is_listed(media: Path) -> None:
+    clips = [
+        Clip(media / "a.wav", "sad"),
+        Clip(media / "missing.wav", "sad"),
+        Clip(media / "b.wav", "bored"),
+        Clip(media / "a.wav", "sad"),
+        Clip(media / "c.wav", "sad", split="training"),
+    ]
+    with pytest.raises(DatasetProblems) as info:
+        validate_clips(clips, ("sad", "happy"), "mine")
+    err = info.value
+    assert isinstance(err, AvsentError)
+    assert len(err.problems) == 5
+    text = str(err)
+    assert text.startswith("dataset mine: 5 problems")
+    assert f"{media / 'missing.wav'}: file not found" in text
+    assert "unknown label 'bored'" in text
+    assert "duplicate path" in text
+    assert "split 'training'" in text
+    assert "class 'happy' has no clips" in text
+
+
+def test_duplicates_are_found_through_different_spellings(media: Path) -> None:
+    clips = [Clip(media / "a.wav", "sad"), Clip(media / "sub" / ".." / "a.wav", "sad")]
+    (media / "sub").mkdir()
+    assert any("duplicate path" in p for p in find_problems(clips, ("sad",)))
+
+
+def test_empty_list_is_a_problem() -> None:
+    with pytest.raises(DatasetProblems, match="no clips found"):
+        validate_clips([], ("sad",), "mine")
+
+
+def test_csv_manifest_relative_paths_and_optional_columns(media: Path) -> None:
+    manifest = media / "clips.csv"
+    manifest.write_text(
+        "path,label,speaker,split\na.wav,sad,s1,train\nb.wav,happy,,test\n\n"
+        f"{media / 'c.wav'},happy,s2,\n"
+    )
+    clips, locations, problems = read_manifest(manifest)
+    assert problems == []
+    assert clips == [
+        Clip(media / "a.wav", "sad", "s1", "train"),
+        Clip(media / "b.wav", "happy", None, "test"),
+        Clip(media / "c.wav", "happy", "s2", None),
+    ]
+    assert locations == [f"{manifest}:2", f"{manifest}:3", f"{manifest}:5"]
+
+
+def test_jsonl_manifest(media: Path) -> None:
+    manifest = media / "clips.jsonl"
+    rows = [{"path": "a.wav", "label": "sad", "speaker": "s1"}, {"path": "b.wav", "label": "sad"}]
+    manifest.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    clips, _, problems = read_manifest(manifest)
+    assert problems == []
+    assert [c.path for c in clips] == [media / "a.wav", media / "b.wav"]
+    assert clips[1].speaker is None
+
+
+def test_bad_rows_and_bad_clips_are_reported_together_with_lines(media: Path) -> None:
+    manifest = media / "clips.csv"
+    manifest.write_text(
+        "path,label,speaker\n"
+        "a.wav,sad,s1\n"  # 2: fine
+        "b.wav,,s1\n"  # 3: no label
+        "c.wav,sad\n"  # 4: a field short
+        "nothere.wav,sad,s2\n"  # 5: missing file
+        "a.wav,sad,s1\n"  # 6: duplicate of line 2
+        "c.wav,angry,s3\n"  # 7: unknown label
+    )
+    clips, locations, problems = read_manifest(manifest)
+    with pytest.raises(DatasetProblems) as info:
+        validate_clips(
+            clips, ("sad", "happy"), str(manifest), locations=locations, problems=problems
+        )
+    found = info.value.problems
+    assert len(found) == 6
+    assert found[0] == f"{manifest}:3: missing label"
+    assert found[1] == f"{manifest}:4: expected 3 fields, got 2"
+    assert any(p.startswith(f"{manifest}:5: ") and "file not found" in p for p in found)
+    assert any(p.startswith(f"{manifest}:6: ") and f"{manifest}:2" in p for p in found)
+    assert any(p.startswith(f"{manifest}:7: ") and "unknown label 'angry'" in p for p in found)
+    assert "class 'happy' has no clips" in found
+
+
+def test_bad_header_and_bad_json_lines(media: Path) -> None:
+    csv_file = media / "bad.csv"
+    csv_file.write_text("file,emotion\na.wav,sad\n")
+    _, _, problems = read_manifest(csv_file)
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{csv_file}:1: header must name columns")
+
+    jsonl = media / "bad.jsonl"
+    jsonl.write_text(
+        '{"path": "a.wav", "label": "sad"}\n{oops\n[1, 2]\n{"path": "b.wav", "mood": 1}\n'
+    )
+    clips, _, problems = read_manifest(jsonl)
+    assert len(clips) == 1
+    assert [p.split(": ")[0] for p in problems] == [f"{jsonl}:2", f"{jsonl}:3", f"{jsonl}:4"]
+
+
+def test_missing_manifest_file(tmp_path: Path) -> None:
+    with pytest.raises(DatasetProblems, match="manifest file not found"):
+        read_manifest(tmp_path / "none.csv")

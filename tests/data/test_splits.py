@@ -1,0 +1,140 @@
+"""Splits: stratified random, speakers kept apart, LOSO fold count, JSON round trip."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from avsent.contracts import Clip
+from avsent.data.splits import (
+    Split,
+    SplitError,
+    loso_folds,
+    make_split,
+    n_folds,
+    speaker_folds,
+)
+from avsent.run_config import SplitConfig
+
+LABELS = ("sad", "angry", "happy")
+
+
+def corpus(speakers: int = 6, per_label: int = 4, *, speaker: bool = True) -> list[Clip]:
+    """``speakers`` × labels × ``per_label`` clips (paths need not exist for splitting)."""
+    return [
+        Clip(Path(f"/d/s{s}_{label}_{i}.wav"), label, f"s{s}" if speaker else None)
+        for s in range(speakers)
+        for label in LABELS
+        for i in range(per_label)
+    ]
+
+
+def assert_partition(split: Split, n: int) -> None:
+    parts = split.train + split.val + split.test
+    assert sorted(parts) == list(range(n))
+
+
+def test_random_split_is_stratified_and_seeded() -> None:
+    clips = corpus(speakers=5, per_label=4)  # 20 clips per label
+    config = SplitConfig(method="random", val_fraction=0.2, test_fraction=0.25)
+    split = make_split(clips, config, seed=1)
+    assert_partition(split, len(clips))
+    for part, expected in (("train", 11), ("val", 4), ("test", 5)):
+        assert Counter(c.label for c in split.part(part)) == dict.fromkeys(LABELS, expected)
+    assert make_split(clips, config, seed=1) == split
+    assert make_split(clips, config, seed=2).test != split.test
+
+
+def test_small_classes_still_reach_validation_and_test() -> None:
+    clips = [Clip(Path(f"/d/{i}.wav"), label) for label in LABELS for i in range(3)]
+    split = make_split(clips, SplitConfig(val_fraction=0.1, test_fraction=0.1), seed=0)
+    for part in ("train", "val", "test"):
+        assert {c.label for c in split.part(part)} == set(LABELS)
+
+
+def test_speaker_kfold_keeps_speakers_apart_and_covers_each_once() -> None:
+    clips = corpus(speakers=7)
+    config = SplitConfig(method="speaker-kfold", folds=3, val_fraction=0.2)
+    assert n_folds(clips, config) == 3
+    tested = []
+    for fold in range(3):
+        split = make_split(clips, SplitConfig(method="speaker-kfold", folds=3, fold=fold), seed=4)
+        assert_partition(split, len(clips))
+        train, val, test = (split.speakers(p) for p in ("train", "val", "test"))
+        assert train and val and test
+        assert not (train & test) and not (train & val) and not (val & test)
+        assert split.method == "speaker-kfold" and split.fold == fold
+        tested += sorted(test)
+    assert sorted(tested) == [f"s{i}" for i in range(7)]  # every speaker tested exactly once
+
+
+def test_speaker_groups_are_balanced_by_clip_count() -> None:
+    clips = corpus(speakers=2, per_label=6) + corpus(speakers=6, per_label=2)[24:]
+    groups = speaker_folds(clips, 2, seed=0)
+    sizes = [sum(1 for c in clips if c.speaker in g) for g in groups]
+    assert abs(sizes[0] - sizes[1]) <= 6
+
+
+def test_loso_has_one_fold_per_speaker() -> None:
+    clips = corpus(speakers=4)
+    config = SplitConfig(method="loso")
+    assert loso_folds(clips) == ["s0", "s1", "s2", "s3"]
+    assert n_folds(clips, config) == 4
+    for fold in range(4):
+        split = make_split(clips, SplitConfig(method="loso", fold=fold), seed=0)
+        assert split.speakers("test") == {f"s{fold}"}
+        assert f"s{fold}" not in split.speakers("train") | split.speakers("val")
+    with pytest.raises(SplitError, match=r"has 4 folds \(0 to 3\)"):
+        make_split(clips, SplitConfig(method="loso", fold=4), seed=0)
+
+
+def test_one_training_speaker_left_falls_back_to_a_noted_stratified_val() -> None:
+    split = make_split(corpus(speakers=2), SplitConfig(method="loso", fold=0), seed=0)
+    assert split.speakers("val") == split.speakers("train") == {"s1"}
+    assert any("only training speaker" in note for note in split.notes)
+
+
+def test_speaker_methods_need_speakers_and_enough_of_them() -> None:
+    with pytest.raises(SplitError, match="have no speaker"):
+        make_split(corpus(speaker=False), SplitConfig(method="loso"), seed=0)
+    with pytest.raises(SplitError, match="needs at least 5 speakers, the data has 3"):
+        make_split(corpus(speakers=3), SplitConfig(method="speaker-kfold", folds=5), seed=0)
+
+
+def test_predefined_uses_the_clips_own_split() -> None:
+    parts = ["test", "val", *["test", "train", "train"] * 3, "train"]
+    clips = [Clip(Path(f"/d/{i}.wav"), LABELS[i % 3], split=part) for i, part in enumerate(parts)]
+    split = make_split(clips, SplitConfig(method="predefined"), seed=0)
+    assert [clips[i].split for i in split.val] == ["val"]
+    assert all(clips[i].split == "test" for i in split.test)
+    with pytest.raises(SplitError, match="needs a split for every clip"):
+        make_split(corpus(), SplitConfig(method="predefined"), seed=0)
+
+
+def test_predefined_without_val_carves_one_from_train() -> None:
+    clips = [Clip(Path(f"/d/{i}.wav"), LABELS[i % 3], split="train") for i in range(30)]
+    split = make_split(clips, SplitConfig(method="predefined", val_fraction=0.2), seed=0)
+    assert len(split.val) == 6 and len(split.train) == 24
+    assert split.notes
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    clips = corpus(speakers=4)
+    split = make_split(clips, SplitConfig(method="speaker-kfold", folds=2, fold=1), seed=3)
+    path = tmp_path / "run" / "split.json"
+    split.save(path)
+    loaded = Split.load(path)
+    assert loaded == split
+    assert loaded.matches(clips)
+    assert not loaded.matches(clips[::-1])
+    record = loaded.to_dict()["clips"][split.test[0]]
+    assert record["part"] == "test" and record["speaker"] == clips[split.test[0]].speaker
+
+
+def test_unreadable_split_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "split.json"
+    path.write_text("{not json")
+    with pytest.raises(SplitError, match="not a readable split file"):
+        Split.load(path)
