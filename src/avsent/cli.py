@@ -162,3 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     except AvsentError as exc:
         err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
         sys.exit(2)
+
+
+# Built-in commands live in avsent.commands (they use the helpers above).
+from avsent.commands import register_builtin_commands  # noqa: E402
+
+register_builtin_commands(cli)
