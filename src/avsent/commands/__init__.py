@@ -1,0 +1,17 @@
+"""The built-in ``train``, ``evaluate``, ``predict``, ``preprocess`` and ``reproduce`` commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def register_builtin_commands(cli: Any) -> None:
+    """Add the built-in commands to the ``avsent`` click group."""
+    from avsent.commands.evaluate import evaluate
+    from avsent.commands.predict import predict
+    from avsent.commands.preprocess import preprocess
+    from avsent.commands.reproduce import reproduce
+    from avsent.commands.train import train
+
+    for command in (train, evaluate, predict, preprocess, reproduce):
+        cli.add_command(command)

@@ -1,0 +1,71 @@
+"""``avsent evaluate``: a trained run's metrics on its own test split or on other data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import rich_click as click
+
+from avsent.cli import console, overrides_option, parse_overrides
+from avsent.commands.options import data_option, data_overrides, with_overrides
+
+SPLITS = ("test", "val", "train", "all")
+
+
+@click.command()
+@click.argument("run", type=click.Path(exists=True, path_type=Path))
+@data_option
+@click.option(
+    "--split",
+    type=click.Choice(SPLITS),
+    help="Which clips: the run's saved split part (default `test`), or `all` (default with --data).",
+)
+@click.option(
+    "--checkpoint",
+    "which",
+    type=click.Choice(["best", "last"]),
+    default="best",
+    show_default=True,
+)
+@overrides_option
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Report folder (default: `RUN/evaluations/DATASET-SPLIT`).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def evaluate(
+    run: Path,
+    data: str | None,
+    split: str | None,
+    which: str,
+    overrides: tuple[str, ...],
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    """Metrics of RUN's model (accuracy, macro recall/F1, per class, confusion matrix).
+
+    With `--data` the model is evaluated on another dataset; its labels must be among the
+    classes the model was trained on. `--set data.*` overrides change how data is read
+    (e.g. `data.cache_dir`); the model and its front-ends stay as trained.
+    """
+    from avsent.training.evaluation import evaluate_run
+    from avsent.training.report import results_table, write_report
+
+    changes = {**data_overrides(data), **parse_overrides(overrides)}
+    part = split or ("all" if data else "test")
+    report = evaluate_run(
+        run, which=which, part=part, reconfigure=lambda c: with_overrides(c, changes)
+    )
+    out = (
+        out or (run if run.is_dir() else run.parent) / "evaluations" / f"{report['dataset']}-{part}"
+    )
+    write_report(out, report)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    console.print(
+        results_table(report, title=f"{report['recipe']} on {report['dataset']} ({part})")
+    )
+    console.print(f"report: {out}", highlight=False)

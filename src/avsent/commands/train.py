@@ -1,0 +1,104 @@
+"""``avsent train``: a recipe (or config file) on a dataset → a run folder with a report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import rich_click as click
+
+from avsent.cli import console, overrides_option
+from avsent.commands.options import build_config, config_option, data_option
+from avsent.errors import AvsentError
+from avsent.training import distributed
+from avsent.training.checkpoint import CONFIG_FILE
+
+
+@click.command()
+@click.argument("recipe", required=False)
+@data_option
+@config_option
+@overrides_option
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the run is written (default: `runs/RECIPE-DATE-TIME`).",
+)
+@click.option("--resume", is_flag=True, help="Continue the run in `--run-dir` where it stopped.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Shortcut for `--set train.epochs=N`.")
+@click.option(
+    "--folds",
+    metavar="all|K,K...",
+    help="k-fold run (`data.split.method` speaker-kfold or loso): every fold, or the listed ones.",
+)
+@click.option("--no-progress", is_flag=True, help="No progress bars (e.g. in log files).")
+def train(
+    recipe: str | None,
+    data: str | None,
+    config_path: Path | None,
+    overrides: tuple[str, ...],
+    run_dir: Path | None,
+    resume: bool,
+    epochs: int | None,
+    folds: str | None,
+    no_progress: bool,
+) -> None:
+    """Train RECIPE (default `mavsa-di`) and report on the test split.
+
+    Without `--data` it trains on the built-in synthetic clips. Launch the same command
+    under `torchrun --nproc_per_node N` for data-parallel training on N GPUs or processes.
+    """
+    from avsent.training.trainer import train as run_training
+    from avsent.training.trainer import train_folds
+
+    extra = {"train.epochs": epochs} if epochs else {}
+    if resume:
+        if run_dir is None:
+            raise click.UsageError("--resume needs the --run-dir of the run to continue")
+        saved = run_dir / CONFIG_FILE
+        if not saved.is_file():
+            raise AvsentError(f"{run_dir}: no {CONFIG_FILE}; nothing to resume")
+        if recipe or config_path:
+            raise click.UsageError("--resume reads the run's own config; drop RECIPE/--config")
+        config = build_config(None, saved, data, overrides, extra)
+    else:
+        config = build_config(recipe, config_path, data, overrides, extra)
+    ctx = distributed.setup(config.train.device)
+    try:
+        run_dir = Path(distributed.broadcast_json(str(run_dir or _new_run_dir(config)), ctx))
+        progress = not no_progress
+        if folds is None:
+            run_training(config, run_dir=run_dir, resume=resume, console=console, progress=progress)
+        else:
+            train_folds(
+                config,
+                run_dir=run_dir,
+                resume=resume,
+                folds=_parse_folds(folds),
+                console=console,
+                progress=progress,
+            )
+    finally:
+        distributed.shutdown(ctx)
+
+
+def _new_run_dir(config: Any) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(config.runs_dir) / f"{config.recipe}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def _parse_folds(text: str) -> list[int] | None:
+    if text == "all":
+        return None
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(
+            "expected `all` or fold numbers like `0,2`", param_hint="--folds"
+        ) from None

@@ -1,0 +1,90 @@
+"""Checkpoints: safetensors only (no pickle), exact round trip, clear errors."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_training import CLASSES
+
+from avsent.config import atomic_write_text, dump_toml, to_dict
+from avsent.model import build_model, inputs_for
+from avsent.training.checkpoint import (
+    CONFIG_FILE,
+    CheckpointError,
+    checkpoint_path,
+    config_header,
+    load_model,
+    read_checkpoint,
+    save_checkpoint,
+)
+
+
+def step(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    x = torch.linspace(-1, 1, 12).reshape(3, 4)
+    optimizer.zero_grad()
+    model(x).square().sum().backward()
+    optimizer.step()
+
+
+def test_round_trip_continues_optimisation_identically(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.BatchNorm1d(5))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1, betas=(0.8, 0.95))
+    step(model, optimizer)
+    path = tmp_path / "ck.safetensors"
+    save_checkpoint(path, model, {"epoch": 1, "history": [{"loss": 0.5}]}, optimizer)
+
+    ckpt = read_checkpoint(path)
+    assert ckpt.state["epoch"] == 1 and ckpt.state["history"] == [{"loss": 0.5}]
+    clone = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.BatchNorm1d(5))
+    clone.load_state_dict(ckpt.model_state)
+    clone_opt = torch.optim.Adam(clone.parameters(), lr=0.1)
+    clone_opt.load_state_dict(ckpt.optimizer_state)
+    assert clone_opt.param_groups[0]["betas"] == (0.8, 0.95)
+    step(model, optimizer)
+    step(clone, clone_opt)
+    for a, b in zip(model.state_dict().values(), clone.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_file_is_plain_safetensors_without_pickle(tmp_path: Path) -> None:
+    model = torch.nn.Linear(2, 2)
+    path = tmp_path / "ck.safetensors"
+    save_checkpoint(path, model, {"epoch": 3}, torch.optim.Adam(model.parameters()))
+    raw = path.read_bytes()
+    (header_len,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + header_len])  # the safetensors layout: JSON then raw bytes
+    assert {"model.weight", "model.bias"} <= set(header)
+    assert json.loads(header["__metadata__"]["avsent"])["epoch"] == 3
+    assert list(tmp_path.iterdir()) == [path]  # no temporary files left behind
+
+
+def test_unreadable_or_missing_checkpoints_raise_checkpoint_error(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="not found"):
+        read_checkpoint(tmp_path / "missing.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="not a readable avsent checkpoint"):
+        read_checkpoint(bad)
+    with pytest.raises(CheckpointError, match="is it a run"):
+        load_model(tmp_path)
+
+
+def test_load_model_rebuilds_the_trained_model(tmp_path: Path, tiny_config) -> None:
+    config = tiny_config()
+    model = build_model(config, inputs_for(config), CLASSES)
+    with torch.no_grad():
+        model.audio_mean.fill_(3.0)  # a buffer must travel too
+    atomic_write_text(tmp_path / CONFIG_FILE, dump_toml(to_dict(config)))
+    save_checkpoint(checkpoint_path(tmp_path, "last"), model, config_header(config, CLASSES))
+
+    loaded, loaded_config = load_model(tmp_path)  # no best yet: falls back to last
+    assert loaded.class_names == CLASSES
+    assert to_dict(loaded_config) == to_dict(config)
+    assert not loaded.training
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name

@@ -1,0 +1,78 @@
+"""Metrics: our numpy implementation agrees with scikit-learn's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from avsent.training.metrics import classification_report, format_mean_std, summarize_folds
+
+NAMES = ("sad", "angry", "surprise", "fear", "happy", "disgusted", "neutral")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_sklearn_on_random_labels(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, 7, 200)
+    # mostly right, some confusions, and one class never predicted
+    y_pred = np.where(rng.random(200) < 0.6, y_true, rng.integers(0, 6, 200))
+    report = classification_report(y_true, y_pred, NAMES)
+
+    assert report["accuracy"] == pytest.approx(skm.accuracy_score(y_true, y_pred))
+    for ours, average in (("macro_precision", "precision"), ("macro_recall", "recall")):
+        fn = getattr(skm, f"{average}_score")
+        assert report[ours] == pytest.approx(fn(y_true, y_pred, average="macro", zero_division=0))
+    assert report["macro_f1"] == pytest.approx(
+        skm.f1_score(y_true, y_pred, average="macro", zero_division=0)
+    )
+    p, r, f, s = skm.precision_recall_fscore_support(
+        y_true, y_pred, labels=range(7), zero_division=0
+    )
+    for i, name in enumerate(NAMES):
+        row = report["per_class"][name]
+        assert row["precision"] == pytest.approx(p[i])
+        assert row["recall"] == pytest.approx(r[i])
+        assert row["f1"] == pytest.approx(f[i])
+        assert row["support"] == s[i]
+    assert report["confusion"] == skm.confusion_matrix(y_true, y_pred, labels=range(7)).tolist()
+
+
+def test_absent_class_is_left_out_of_macro_average_like_sklearn() -> None:
+    y_true = [0, 0, 1, 1, 2]
+    y_pred = [0, 1, 1, 1, 2]  # classes 3..6 neither occur nor are predicted
+    report = classification_report(y_true, y_pred, NAMES)
+    assert report["macro_f1"] == pytest.approx(skm.f1_score(y_true, y_pred, average="macro"))
+    assert report["per_class"]["neutral"] == {
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1": 0.0,
+        "support": 0,
+    }
+
+
+def test_perfect_predictions_and_json_shape() -> None:
+    y = [0, 1, 2, 2]
+    report = classification_report(y, y, ("a", "b", "c"))
+    assert report["accuracy"] == report["macro_f1"] == report["macro_recall"] == 1.0
+    assert report["confusion"] == [[1, 0, 0], [0, 1, 0], [0, 0, 2]]
+    assert report["support"] == 4
+    assert report["class_names"] == ["a", "b", "c"]
+
+
+def test_rejects_mismatched_or_out_of_range_input() -> None:
+    with pytest.raises(ValueError, match="labels but"):
+        classification_report([0, 1], [0], ("a", "b"))
+    with pytest.raises(ValueError, match="class indices"):
+        classification_report([0, 2], [0, 1], ("a", "b"))
+
+
+def test_fold_summary_mean_and_sample_std() -> None:
+    reports = [{"accuracy": a, "macro_recall": a, "macro_f1": a} for a in (0.5, 0.7, 0.9)]
+    summary = summarize_folds(reports)
+    assert summary["folds"] == 3
+    assert summary["accuracy"]["mean"] == pytest.approx(0.7)
+    assert summary["accuracy"]["std"] == pytest.approx(0.2)  # ddof=1
+    assert summary["macro_f1"]["values"] == [0.5, 0.7, 0.9]
+    assert format_mean_std(summary["accuracy"]) == "70.0 ± 20.0"
+    assert summarize_folds(reports[:1])["accuracy"]["std"] == 0.0
