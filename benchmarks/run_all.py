@@ -228,24 +228,27 @@ def _pytest_section(run: BenchRun) -> list[str]:
         return lines
     groups: dict[str, list[dict]] = {}
     for b in benchmarks:
-        groups.setdefault(b.get("group") or "", []).append(b)
+        groups.setdefault(_group(b), []).append(b)
     lines += [
         "| group | test | role | mean | ± std | median | rounds | speed-up vs baseline | extra_info |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     figures: list[str] = []
     for group, members in groups.items():
-        base = next((b for b in members if b["extra_info"].get("role") == "baseline"), None)
+        baselines = [b for b in members if _role(b) == "baseline"]
         for b in members:
             s, info = b["stats"], b["extra_info"]
-            role = info.get("role", "avsent" if base is not None else "")
-            speedup = "—"
-            if base is not None and b is not base and s["mean"] > 0:
-                speedup = f"{base['stats']['mean'] / s['mean']:.2f}×"
+            role = _role(b) or ("avsent" if baselines else "")
+            speedup = "; ".join(
+                f"{base['stats']['mean'] / s['mean']:.2f}×"
+                + (f" vs {_label(base)}" if len(baselines) > 1 else "")
+                for base in baselines
+                if role != "baseline" and s["mean"] > 0
+            )
             lines.append(
                 f"| {group} | `{b['name']}` | {role} | {_time(s['mean'])} | "
-                f"{_time(s['stddev'])} | {_time(s['median'])} | {s['rounds']} | {speedup} | "
-                f"{_extra(info)} |"
+                f"{_time(s['stddev'])} | {_time(s['median'])} | {s['rounds']} | "
+                f"{speedup or '—'} | {_extra(info)} |"
             )
             figures += [_figure_row(b["name"], f) for f in _figures(info)]
     lines.append("")
@@ -257,6 +260,34 @@ def _pytest_section(run: BenchRun) -> list[str]:
             "",
         ]
     return lines
+
+
+WAY = "way"  #: a parameter naming the avsent way ("avsent…") or a baseline (anything else)
+
+
+def _group(b: dict) -> str:
+    """The pytest-benchmark group, else the test function plus its params other than ``way``."""
+    if b.get("group"):
+        return b["group"]
+    params = b.get("params") or {}
+    if WAY not in params:
+        return ""
+    others = ", ".join(f"{k}={v}" for k, v in params.items() if k != WAY)
+    return b["name"].split("[")[0] + (f" ({others})" if others else "")
+
+
+def _role(b: dict) -> str:
+    """``extra_info["role"]``, else avsent/baseline from the ``way`` parameter."""
+    if "role" in b["extra_info"]:
+        return str(b["extra_info"]["role"])
+    way = (b.get("params") or {}).get(WAY)
+    if way is None:
+        return ""
+    return "avsent" if str(way).startswith("avsent") else "baseline"
+
+
+def _label(b: dict) -> str:
+    return str((b.get("params") or {}).get(WAY, b["name"]))
 
 
 FIGURE_KEYS = {"role", "figure", "figures", "value", "baseline", "baseline_name", "unit", "ratio"}
