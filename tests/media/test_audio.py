@@ -108,6 +108,18 @@ def test_downmix_is_the_channel_mean(tmp_path):
     np.testing.assert_allclose(samples, left / 2, atol=1e-4)
 
 
+@pytest.mark.parametrize("channels", [3, 8, 12])
+def test_many_channels_are_averaged(tmp_path, channels):
+    # 8 and more planar channels crash PyAV's to_ndarray: the decoder reads packed samples.
+    wave = tone()
+    data = np.tile(wave[:, None], (1, channels))
+    data[:, 0] = 0.0
+    path = tmp_path / "surround.wav"
+    sf.write(path, data, RATE)
+    samples = load_audio(path, RATE)
+    np.testing.assert_allclose(samples, wave * (channels - 1) / channels, atol=1e-4)
+
+
 def test_max_seconds_stops_early(tmp_path):
     path = tmp_path / "long.flac"
     sf.write(path, tone(seconds=5.0), RATE)

@@ -107,8 +107,9 @@ def _decode(path: Path, sample_rate: int, limit: int | None) -> tuple[np.ndarray
             for frame in container.decode(stream):
                 if resampler is None:
                     # Keep the channel layout (averaged below); only the rate changes.
+                    # Packed "flt", not planar: PyAV crashes reading 8+ planes.
                     resampler = av.AudioResampler(
-                        format="fltp", layout=frame.layout.name, rate=sample_rate
+                        format="flt", layout=frame.layout, rate=sample_rate
                     )
                 for out in resampler.resample(frame):
                     total += _append(chunks, out)
@@ -129,8 +130,9 @@ def _decode(path: Path, sample_rate: int, limit: int | None) -> tuple[np.ndarray
 
 
 def _append(chunks: list[np.ndarray], frame: av.AudioFrame) -> int:
-    planes = frame.to_ndarray()  # [channels, samples] for the planar "fltp" format
-    mono = planes.mean(axis=0, dtype=np.float32) if planes.shape[0] > 1 else planes[0]
+    channels = frame.layout.nb_channels
+    interleaved = frame.to_ndarray().reshape(-1, channels)  # packed: [1, samples · channels]
+    mono = interleaved.mean(axis=1, dtype=np.float32) if channels > 1 else interleaved[:, 0]
     chunks.append(mono)
     return mono.size
 
