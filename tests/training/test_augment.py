@@ -37,6 +37,7 @@ def gen(seed: int = 1) -> torch.Generator:
 
 
 ALL_ON = AugmentConfig(
+    noise_min_snr_db=10.0,
     noise_std=0.1,
     gain_db=6.0,
     time_masks=2,
@@ -174,6 +175,22 @@ def test_noise_uses_the_given_band_scale_and_spares_padding():
     assert torch.equal(diff[:, N_MELS:], torch.zeros_like(diff[:, N_MELS:]))
     assert 0.3 < float(diff[0, :N_MELS].std()) < 0.7
     assert torch.equal(diff[1, :, 25:], torch.zeros_like(diff[1, :, 25:]))
+
+
+def test_background_noise_raises_quiet_bins_to_a_floor_at_the_snr():
+    batch = make_batch(lengths=(40, 25, 32))
+    mel = batch.audio[:, :N_MELS]
+    mel[:, :, :] = -80.0  # quiet everywhere...
+    mel[:, 0, :] = 0.0  # ...but one loud band: mean power 1/N_MELS (−13 dB)
+    cfg = AugmentConfig(noise_min_snr_db=20.0, noise_snr_span_db=0.0)
+    out = augment_batch(batch, cfg, gen())
+    floor = 10 * torch.log10(torch.tensor(1.0 / N_MELS)) - 20.0  # −33 dB
+    for i, n in enumerate((40, 25, 32)):
+        assert torch.allclose(out.audio[i, 1:N_MELS, :n], floor, atol=0.01)
+        assert torch.allclose(out.audio[i, 0, :n], torch.tensor(0.0), atol=0.01)
+        assert torch.equal(out.audio[i, :, n:], batch.audio[i, :, n:])
+    assert torch.equal(out.audio[:, N_MELS:], batch.audio[:, N_MELS:])
+    assert (out.audio >= batch.audio - 1e-4).all()
 
 
 def test_video_flip_and_jitter():

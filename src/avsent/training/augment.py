@@ -13,6 +13,11 @@ on waveforms: the audio map is ``[log-mel in dB (n_mels rows) ; chroma (chroma_b
   chroma rows are left as they are.
 * ``gain_db`` — a random gain per clip, added to the mel rows only (dB is a log domain:
   a gain is an offset; chroma is loudness-free).
+* ``noise_min_snr_db`` — background noise as the field adds it to waveforms, done in the
+  power domain: white noise at an SNR drawn from ``[min, min + noise_snr_span_db]`` dB
+  (relative to the clip's mean mel power) is added to each mel band's power. With
+  librosa's area-normalised (Slaney) mel filters, white noise is flat across bands; the
+  noise is taken as steady (its frame-to-frame fluctuation is left out).
 * ``noise_std`` — Gaussian noise on the whole map, in units of each band's standard
   deviation (the model's normalisation statistics when given, else the batch's).
 * ``freq_masks`` / ``time_masks`` — SpecAugment: spans of up to the given width replaced
@@ -43,6 +48,8 @@ from avsent.model import Batch
 class AugmentConfig:
     """Augmentation options; all off by default (zero widths, counts and ranges)."""
 
+    noise_min_snr_db: float | None = None  #: None = no background noise
+    noise_snr_span_db: float = attrs.field(default=20.0, validator=v.ge(0.0))
     noise_std: float = attrs.field(default=0.0, validator=v.ge(0.0))
     gain_db: float = attrs.field(default=0.0, validator=v.ge(0.0))  #: gain drawn in ±gain_db
     time_masks: int = attrs.field(default=0, validator=v.ge(0))
@@ -60,6 +67,7 @@ class AugmentConfig:
     def audio_active(self) -> bool:
         return any(
             (
+                self.noise_min_snr_db is not None,
                 self.noise_std,
                 self.gain_db,
                 self.time_masks,
@@ -181,6 +189,8 @@ def _augment_audio(
     if cfg.gain_db:
         gain = _uniform(x.shape[0], -cfg.gain_db, cfg.gain_db, g).to(x)
         x[:, :n_mels] += gain[:, None, None] * mask[:, None, :]
+    if cfg.noise_min_snr_db is not None:
+        x[:, :n_mels] = _add_noise_floor(x[:, :n_mels], mask, cfg, g)
     if cfg.noise_std:
         std = feature_std.to(x) if feature_std is not None else _band_std(x, mask)
         noise = torch.randn(x.shape, generator=g, device=g.device).to(x)
@@ -196,6 +206,20 @@ def _augment_audio(
                 start, width = _span(int(lengths[b]), cfg.time_mask_width, g)
                 x[b, :, start : start + width] = fill[b]
     return x, mask
+
+
+def _add_noise_floor(
+    mel_db: torch.Tensor, mask: torch.Tensor, cfg: AugmentConfig, g: torch.Generator
+) -> torch.Tensor:
+    """dB mel rows plus white noise at a random SNR per clip, summed as powers."""
+    low = float(cfg.noise_min_snr_db)
+    snr_db = _uniform(mel_db.shape[0], low, low + cfg.noise_snr_span_db, g).to(mel_db)
+    power = torch.pow(10.0, mel_db.double() / 10.0)
+    w = mask[:, None, :].to(power)
+    signal = (power * w).sum((1, 2)) / (w.sum((1, 2)) * mel_db.shape[1]).clamp_min(1.0)
+    noise = signal * torch.pow(10.0, -snr_db.double() / 10.0)  # [B]
+    noisy = 10.0 * torch.log10(power + noise[:, None, None])
+    return torch.where(mask[:, None, :], noisy.to(mel_db), mel_db)
 
 
 def _band_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
