@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import pickle
 from pathlib import Path
 
 import attrs
@@ -62,7 +63,7 @@ class FaceAlignmentLandmarks:
             kwargs["compile"] = False  # a one-off compile costs more than a preprocessing run
         try:
             self.model = face_alignment.FaceAlignment(face_alignment.LandmarksType.TWO_D, **kwargs)
-        except (RuntimeError, OSError, EOFError) as exc:
+        except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
             raise WeightsUnavailableError(
                 f"the FAN weights file {path} could not be loaded ({exc}); delete it and "
                 f"place a good copy of {url} there"
