@@ -18,7 +18,7 @@ from avsent.registry import KINDS, get_registry
 console = Console()
 err_console = Console(stderr=True)
 
-click.rich_click.USE_MARKDOWN = True
+click.rich_click.TEXT_MARKUP = "markdown"
 
 
 def overrides_option(func: Any) -> Any:

@@ -1,0 +1,272 @@
+"""The paper's Table 4 (baselines) and Table 5 (ablations) on any dataset, one command each.
+
+Every row is trained under the same protocol: the base recipe's front-ends, data, split and
+training settings, with only the model slots changed. A row is either another recipe's
+model (``rnn``, ``vcan``, …) or the base model with some slots swapped (``w/o DRSN`` swaps
+``drsn`` for ``resnet-plain``); a swapped slot keeps the fields the new component shares
+with the old one, so ``--base mavsa-di-small`` ablates the small model, not the paper-size
+one. Each (row, seed) is one run folder; a finished run (its ``report.json`` exists) is
+never retrained, so an interrupted reproduction continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from avsent.config import NONE, apply_overrides, atomic_write_text, from_dict
+from avsent.registry import get_registry
+from avsent.run_config import RunConfig, run_config_dict
+
+MODEL_SLOTS = ("audio", "video", "audio_intra", "video_intra", "fusion", "head")
+METRICS = ("accuracy", "macro_recall", "macro_f1")
+
+
+@attrs.frozen
+class Row:
+    """One line of a table: a model and the paper's figures for it (percent)."""
+
+    key: str  #: folder name of its runs
+    label: str
+    modality: str
+    paper: tuple[float, float, float]  #: accuracy, recall, F1 as printed in the paper
+    recipe: str | None = None  #: take the model slots from this recipe …
+    swaps: dict[str, str] = attrs.field(factory=dict)  #: … or swap these slots of the base
+
+
+_FULL = Row("mavsa-di", "MAVSA-DI (ours)", "Audio+Visual", (85.47, 82.06, 83.24))
+
+TABLES: dict[str, tuple[Row, ...]] = {
+    "table4": (
+        Row("rnn", "RNN", "Audio", (67.24, 66.07, 66.52), recipe="rnn"),
+        Row(
+            "densenet3d",
+            "3D-DenseNet",
+            "Visual",
+            (74.13, 73.70, 72.50),
+            swaps={
+                "audio": NONE,
+                "video": "densenet3d",
+                "audio_intra": "identity",
+                "video_intra": "identity",
+                "fusion": "passthrough",
+            },
+        ),
+        Row("vcan", "VCAN", "Audio+Visual", (77.10, 76.02, 76.54), recipe="vcan"),
+        Row("cmavf-ad", "CMAVF-AD", "Audio+Visual", (79.42, 77.28, 78.34), recipe="cmavf-ad"),
+        _FULL,
+    ),
+    "table5": (
+        Row(
+            "wo-drsn",
+            "w/o DRSN",
+            "Audio+Visual",
+            (71.82, 71.06, 70.36),
+            swaps={"audio": "resnet-plain"},
+        ),
+        Row(
+            "wo-i3dd",
+            "w/o I3DD",
+            "Audio+Visual",
+            (66.05, 63.38, 62.74),
+            swaps={"video": "densenet3d"},
+        ),
+        Row(
+            "wo-ima",
+            "w/o IMA",
+            "Audio+Visual",
+            (76.37, 73.84, 74.65),
+            swaps={"audio_intra": "identity", "video_intra": "identity"},
+        ),
+        Row("wo-cma", "w/o CMA", "Audio+Visual", (80.29, 78.26, 79.57), swaps={"fusion": "concat"}),
+        _FULL,
+    ),
+}
+
+
+def row_config_dict(row: Row, base: dict[str, Any]) -> dict[str, Any]:
+    """The base run config with this row's model in the model slots."""
+    data = {**base}
+    if row.recipe is not None:
+        recipe = run_config_dict(row.recipe)
+        data.update({slot: recipe[slot] for slot in MODEL_SLOTS})
+        data["recipe"] = row.recipe
+    for slot, name in row.swaps.items():
+        data[slot] = _swap(slot, data[slot], name)
+    return data
+
+
+def _swap(slot: str, current: dict[str, Any], name: str) -> dict[str, Any]:
+    """Another component in ``slot``, keeping the fields its config also has."""
+    if name == NONE:
+        return {"name": NONE}
+    kind = attrs.fields_dict(RunConfig)[slot].metadata["kind"]
+    config = get_registry().get(kind, name).config
+    shared = {f.name for f in attrs.fields(config)} if config is not None else set()
+    return {"name": name, **{k: v for k, v in current.items() if k in shared}}
+
+
+def row_config(row: Row, base: dict[str, Any], overrides: dict[str, Any], seed: int) -> RunConfig:
+    """The run config of one (row, seed).
+
+    An override of a model slot's field reaches only the rows whose component in that slot
+    has the field (``audio.widths`` shapes DRSN, not the RNN baseline's LSTM). The full
+    model is a row of both tables, so a misspelled field still fails there.
+    """
+    data = row_config_dict(row, base)
+    kept = {k: v for k, v in overrides.items() if _applies(k, data)}
+    return from_dict(RunConfig, apply_overrides(data, {**kept, "train.seed": seed}))
+
+
+def _applies(key: str, data: dict[str, Any]) -> bool:
+    slot, _, field = key.partition(".")
+    if slot not in MODEL_SLOTS or field == "name" or "." in field:
+        return True
+    name = data[slot]["name"]
+    if name == NONE:
+        return False
+    kind = attrs.fields_dict(RunConfig)[slot].metadata["kind"]
+    config = get_registry().get(kind, name).config
+    return config is not None and field in attrs.fields_dict(config)
+
+
+def reproduce(
+    table: str,
+    *,
+    base: str,
+    overrides: dict[str, Any],
+    seeds: Sequence[int],
+    out_dir: Path,
+    console: Console | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Train every (row, seed) not yet finished, then write the table; returns its rows."""
+    from avsent.training.report import REPORT_JSON
+    from avsent.training.trainer import train
+
+    console = console or Console()
+    rows = TABLES[table]
+    base_dict = run_config_dict(base)
+    results = []
+    for row in rows:
+        reports = []
+        for seed in seeds:
+            run_dir = out_dir / row.key / f"seed-{seed}"
+            done = run_dir / REPORT_JSON
+            if done.is_file():
+                reports.append(json.loads(done.read_text()))
+                continue
+            console.rule(f"{table}: {row.label}, seed {seed}")
+            config = row_config(row, base_dict, overrides, seed)
+            result = train(
+                config, run_dir=run_dir, resume=run_dir.exists(), console=console, progress=progress
+            )
+            reports.append(result.report)
+        results.append(_summarise(row, reports))
+    write_table(out_dir, table, results)
+    console.print(table_view(table, results))
+    return results
+
+
+def _summarise(row: Row, reports: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "model": row.label,
+        "modality": row.modality,
+        "runs": len(reports),
+        "paper": dict(zip(METRICS, row.paper, strict=True)),
+    }
+    for metric in METRICS:
+        values = np.array([100 * r[metric] for r in reports])
+        std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        out[metric] = {"mean": float(values.mean()), "std": std}
+    return out
+
+
+def _cell(entry: dict[str, float]) -> str:
+    return f"{entry['mean']:.2f} ± {entry['std']:.2f}"
+
+
+def markdown_table(table: str, results: list[dict[str, Any]]) -> str:
+    with_modality = table == "table4"
+    head = ["Model", *(["Modality"] if with_modality else []), "Accuracy", "Recall", "F1"]
+    lines = ["| " + " | ".join(head) + " | paper (Acc / Rec / F1) |"]
+    lines.append("|" + "---|" * (len(head) + 1))
+    for r in results:
+        cells = [r["model"], *([r["modality"]] if with_modality else [])]
+        cells += [_cell(r[m]) for m in METRICS]
+        paper = " / ".join(f"{r['paper'][m]:.2f}" for m in METRICS)
+        lines.append("| " + " | ".join(cells) + f" | {paper} |")
+    runs = results[0]["runs"] if results else 0
+    lines += ["", f"Mean ± std over {runs} seed(s), percent, on the test split of each run."]
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(results: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(
+        ["model", "modality", "runs"]
+        + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
+        + [f"paper_{m}" for m in METRICS]
+    )
+    for r in results:
+        writer.writerow(
+            [r["model"], r["modality"], r["runs"]]
+            + [f"{r[m][s]:.4f}" for m in METRICS for s in ("mean", "std")]
+            + [r["paper"][m] for m in METRICS]
+        )
+    return buffer.getvalue()
+
+
+def write_table(out_dir: Path, table: str, results: list[dict[str, Any]]) -> None:
+    """``TABLE.md``, ``TABLE.csv``, ``TABLE.json`` and a bar chart ``TABLE.png``."""
+    atomic_write_text(out_dir / f"{table}.md", markdown_table(table, results))
+    atomic_write_text(out_dir / f"{table}.csv", csv_table(results))
+    atomic_write_text(out_dir / f"{table}.json", json.dumps(results, indent=2))
+    _bar_chart(out_dir / f"{table}.png", table, results)
+
+
+def _bar_chart(path: Path, table: str, results: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.6 * len(results) + 2, 4))
+    width = 0.27
+    x = np.arange(len(results))
+    for i, (metric, label) in enumerate(zip(METRICS, ("Accuracy", "Recall", "F1"), strict=True)):
+        means = [r[metric]["mean"] for r in results]
+        stds = [r[metric]["std"] for r in results]
+        ax.bar(x + (i - 1) * width, means, width, yerr=stds, capsize=3, label=label)
+    ax.set_xticks(x, [r["model"] for r in results], rotation=15)
+    ax.set_ylabel("percent")
+    ax.set_ylim(0, 100)
+    ax.set_title(table.replace("table", "Table "))
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def table_view(table: str, results: list[dict[str, Any]]) -> Table:
+    view = Table("Model", "Modality", "Accuracy", "Recall", "F1", "paper Acc", title=table)
+    for r in results:
+        view.add_row(
+            r["model"],
+            r["modality"],
+            *(_cell(r[m]) for m in METRICS),
+            f"{r['paper']['accuracy']:.2f}",
+        )
+    return view
