@@ -1,18 +1,22 @@
-"""avsent: audio-visual sentiment analysis (MAVSA-DI and friends) built from plugins."""
+"""avsent: audio-visual sentiment analysis (MAVSA-DI and friends) built from plugins.
+
+The model API is imported on first use, so ``avsent --help`` and plugin listing do not
+pay for importing torch.
+"""
 
 from __future__ import annotations
 
 from importlib import metadata
-from typing import Any
-
-from avsent.config import deep_merge
-from avsent.model import AVModel, Batch, InputSpec, ModelOutput, build_model, compose
-from avsent.registry import Component, get_registry
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = metadata.version("avsent")
 except metadata.PackageNotFoundError:  # running from a source tree without install
     __version__ = "0+unknown"
+
+if TYPE_CHECKING:
+    from avsent.model import AVModel, Batch, InputSpec, ModelOutput, build_model, compose
+    from avsent.registry import Component
 
 __all__ = [
     "AVModel",
@@ -27,6 +31,24 @@ __all__ = [
     "list_components",
 ]
 
+_LAZY = {
+    "AVModel": "avsent.model",
+    "Batch": "avsent.model",
+    "InputSpec": "avsent.model",
+    "ModelOutput": "avsent.model",
+    "build_model": "avsent.model",
+    "compose": "avsent.model",
+    "Component": "avsent.registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'avsent' has no attribute {name!r}")
+
 
 def create_model(
     name: str, *, class_names: tuple[str, ...] | None = None, **overrides: Any
@@ -35,8 +57,9 @@ def create_model(
 
     >>> create_model("mavsa-di-small", video={"growth_rate": 8})  # doctest: +SKIP
     """
+    from avsent.config import deep_merge
     from avsent.labels import EMOTIONS
-    from avsent.model import inputs_for
+    from avsent.model import build_model, inputs_for
     from avsent.run_config import default_run_config, run_config_dict
 
     config = default_run_config(name, base=deep_merge(run_config_dict(name), overrides))
@@ -45,4 +68,6 @@ def create_model(
 
 def list_components(kind: str | None = None, pattern: str = "*") -> list[Component]:
     """Registered components, optionally of one kind and matching a glob pattern."""
+    from avsent.registry import get_registry
+
     return get_registry().list(kind, pattern)

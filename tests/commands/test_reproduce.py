@@ -54,4 +54,7 @@ def test_slot_overrides_reach_only_components_that_have_the_field() -> None:
     config = row_config(rnn, base, {"audio.widths": [16, 32], "train.epochs": 2}, seed=3)
     assert config.audio.name == "lstm" and config.train.epochs == 2 and config.train.seed == 3
     full = TABLES["table4"][-1]
-    assert row_config(full, base, {"audio.widths": [16, 32]}, seed=0).audio.config.widths == (16, 32)
+    assert row_config(full, base, {"audio.widths": [16, 32]}, seed=0).audio.config.widths == (
+        16,
+        32,
+    )
