@@ -50,6 +50,15 @@ EMODB_CLASSES = {
     "N": "neutral",
 }
 CLASS_NAMES = tuple(EMODB_CLASSES.values())
+#: the same classes under avsent's names (avsent.labels.EMOTIONS), for the avsent side
+AVSENT_NAMES = {
+    "anger": "angry",
+    "disgust": "disgusted",
+    "fear": "fear",
+    "happiness": "happy",
+    "sadness": "sad",
+    "neutral": "neutral",
+}
 C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)  #: the tuned peer's inner search
 
 

@@ -27,6 +27,9 @@ on waveforms: the audio map is ``[log-mel in dB (n_mels rows) ; chroma (chroma_b
   up to n pixels with edges repeated. Landmark geometry is not flipped with the crops.
 * ``mixup_alpha`` — mixup (Zhang et al. 2018) via :func:`mixup` / :func:`mixup_loss`.
 
+``gain_db`` and ``noise_min_snr_db`` read the mel rows as dB (the mel-chroma front-end's
+default); with its ``per_utterance_norm`` a gain is normalised away, so leave them off.
+
 Every random draw comes from the caller's ``torch.Generator``, so a resumed run that
 restores the generator state repeats the same augmentation.
 """
