@@ -147,6 +147,13 @@ def test_time_stretch_keeps_mask_consistent_with_content():
         assert out.audio[i, :, :n].min() >= real.min() - 1e-4
 
 
+def test_a_batch_without_audio_mask_gets_one_that_follows_the_stretch():
+    batch = attrs.evolve(make_batch(lengths=(40, 40, 40)), audio_mask=None)
+    out = augment_batch(batch, AugmentConfig(time_stretch=0.3), gen(5))
+    lengths = out.audio_mask.sum(1)
+    assert (lengths <= FRAMES).all() and (lengths < FRAMES).any()
+
+
 def test_pitch_shift_moves_mel_rows_and_keeps_chroma():
     batch = make_batch()
     out = augment_batch(batch, AugmentConfig(pitch_shift_bins=3), gen(4))

@@ -49,7 +49,7 @@ from avsent.model import Batch
 
 @attrs.define
 class AugmentConfig:
-    """Augmentation options; all off by default (zero widths, counts and ranges)."""
+    """Augmentation options; all off by default (zero amounts and counts, no SNR)."""
 
     noise_min_snr_db: float | None = None  #: None = no background noise
     noise_snr_span_db: float = attrs.field(default=20.0, validator=v.ge(0.0))
@@ -99,6 +99,8 @@ def augment_batch(
 ) -> Batch:
     """A new batch with the configured augmentations; the input is not modified.
 
+    A batch without ``audio_mask`` comes back with one (time stretching shortens clips).
+
     ``feature_std`` [F] (e.g. ``model.audio_std``) sets the noise scale per band.
     """
     audio, audio_mask = batch.audio, batch.audio_mask
@@ -107,8 +109,6 @@ def augment_batch(
             audio_mask = torch.ones(audio.shape[0], audio.shape[2], dtype=torch.bool)
             audio_mask = audio_mask.to(audio.device)
         audio, audio_mask = _augment_audio(audio, audio_mask, cfg, generator, feature_std)
-        if batch.audio_mask is None:
-            audio_mask = None
     video = batch.video
     if video is not None and cfg.video_active:
         video = _augment_video(video, cfg, generator)
