@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +121,25 @@ def test_speaker_kfold_writes_each_fold_and_a_mean_std_summary(workspace: Path) 
         assert load_run_config(run_dir / f"fold-{k}" / "config.toml").data.split.fold == k
     assert "± " in (run_dir / "summary.md").read_text()
     assert to_dict(load_run_config(run_dir / "config.toml"))["data"]["split"]["folds"] == 2
+
+
+@pytest.mark.slow
+def test_same_command_under_torchrun_with_two_gloo_processes(workspace: Path) -> None:
+    """The README's multi-process launch, on CPU: one run folder, one report, printed once."""
+    run_dir = workspace / "ddp"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", str(port), "-m", "avsent", "train", "mavsa-di-small",
+        *tiny_args(workspace), "--set", "train.device=cpu", "--epochs", "2",
+        "--run-dir", str(run_dir), "--no-progress",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("run folder:") == 1  # only rank 0 prints
+    report = json.loads((run_dir / "report.json").read_text())
+    assert [r["epoch"] for r in report["history"]] == [1, 2]
+    assert read_checkpoint(checkpoint_path(run_dir, "last")).state["epoch"] == 2

@@ -52,6 +52,7 @@ def preprocess(
         f"cache {config.data.cache_dir}: {len(result.features)} clips ready, "
         f"{len(result.failed)} failed",
         highlight=False,
+        soft_wrap=True,
     )
 
 

@@ -104,6 +104,9 @@ def prepare_data(
             split_path.parent.mkdir(parents=True, exist_ok=True)
             split.save(split_path)
     keys, failed = cache_keys(clips, config, ctx, progress=progress and ctx.is_main)
+    if failed and ctx.is_main and not progress:  # with progress, preprocess lists them itself
+        for path, problem in failed:
+            console.print(f"skipped {path}: {problem}", highlight=False, soft_wrap=True)
     cache = FeatureCache(config.data.cache_dir)
     index = {name: i for i, name in enumerate(class_names)}
     datasets, labels = {}, {}

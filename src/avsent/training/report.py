@@ -158,7 +158,7 @@ def plot_per_class(report: dict[str, Any], path: str | Path) -> None:
     ax.set_xticks(x, names, rotation=30, ha="right")
     ax.set_ylim(0, 100)
     ax.set_ylabel("%")
-    ax.legend(loc="lower right")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax.set_title(f"per class (macro F1 {_pct(report['macro_f1'])} %)")
     _save(fig, path)
 
