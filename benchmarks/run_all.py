@@ -85,7 +85,8 @@ def run_pytest_benchmark(name: str, path: Path, timeout: float) -> BenchRun:
             proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
             log, rc = proc.stdout + proc.stderr, proc.returncode
         except subprocess.TimeoutExpired as e:
-            log, rc = f"timed out after {timeout:.0f} s\n{e.stdout or ''}", -1
+            partial = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout
+            log, rc = f"timed out after {timeout:.0f} s\n{partial or ''}", -1
         seconds = time.perf_counter() - start
         data = json.loads(out.read_text()) if out.exists() else None
     status = "ok" if rc == 0 and data else "failed"
@@ -102,7 +103,7 @@ def run_emodb(emodb_dir: Path, seeds: Sequence[int], hook: Path) -> BenchRun:
     try:
         files = emodb_peer.emodb_files(emodb_dir)
     except FileNotFoundError as e:
-        return BenchRun(EMODB, "not run", 0.0, "emodb_peer.py", log=str(e))
+        return BenchRun(EMODB, "not run", 0.0, "benchmarks/emodb_peer.py", log=str(e))
     folds = emodb_peer.loso_folds_emodb(files)
     data["n_clips"], data["speakers"] = len(files), [f.speaker for f in folds]
     data["c_grid"] = list(emodb_peer.C_GRID)
@@ -124,7 +125,9 @@ def run_emodb(emodb_dir: Path, seeds: Sequence[int], hook: Path) -> BenchRun:
             status, log = "failed", "avsent side failed:\n" + _tail(traceback.format_exc())
     else:
         log = f"{_rel(hook)} is absent: the avsent side was not run"
-    return BenchRun(EMODB, status, time.perf_counter() - start, "emodb_peer.py", data, log)
+    return BenchRun(
+        EMODB, status, time.perf_counter() - start, "benchmarks/emodb_peer.py", data, log
+    )
 
 
 # -- the machine -----------------------------------------------------------------------
