@@ -26,9 +26,10 @@ class FacesConfig:
     grayscale: bool = False
     margin: float = attrs.field(default=0.25, validator=v.ge(0.0))
     detect_width: int = attrs.field(default=320, validator=v.ge(64))  #: detect on this width
-    #: look for the face near its last box first: a square this many face sizes wide ...
-    track_roi: float = attrs.field(default=2.0, validator=v.ge(0.0))  #: (0 = whole frame always)
-    roi_width: int = attrs.field(default=64, validator=v.ge(32))  #: ... scaled to this width
+    #: after the first find, search a square this many face sizes wide around the last box,
+    #: scaled to ``roi_width`` pixels (0 = search the whole downscaled frame every time)
+    track_roi: float = attrs.field(default=1.6, validator=v.ge(0.0))
+    roi_width: int = attrs.field(default=48, validator=v.ge(32))
     #: a detection is the same face if its centre moved at most this many face sizes
     max_shift: float = attrs.field(default=0.5, validator=v.gt(0.0))
     lost_after: int = attrs.field(default=2, validator=v.ge(1))  #: misses before re-choosing
