@@ -80,7 +80,10 @@ def read_frames(
     if not path.is_file():
         raise MediaError(path, "file not found" if not path.exists() else "not a file")
     span: tuple[float, float] | None = None  # (start, end) seconds to sample over
-    for _attempt in range(3):  # again only when the duration is unknown or the file ends early
+    seek = True
+    for _attempt in range(
+        4
+    ):  # again when the duration is unknown, frames end early, or a seek failed
         with _open(path) as container:
             stream = _video_stream(container, path)
             stated = _stated_span(container, stream)
@@ -89,9 +92,16 @@ def read_frames(
                 continue
             span = span or stated
             targets = _targets(*span, num_frames, fps)
-            sampler = _Sampler(container, stream, path, targets, span[0], seek_gap, end_tolerance)
+            sampler = _Sampler(
+                container, stream, path, targets, span[0], seek_gap, end_tolerance, seek=seek
+            )
             try:
                 frames, times = sampler.run()
+            except MediaError:
+                if not sampler.seeked:
+                    raise
+                seek = False  # some decoders fail after a seek: one straight pass instead
+                continue
             except _EndsEarly as early:
                 covered = (early.end - span[0]) / max(span[1] - span[0], 1e-9)
                 if covered < min_coverage:
@@ -110,7 +120,7 @@ def read_frames(
                 duration=span[1] - span[0],
                 truncated=stated is not None and span != stated,
             )
-    raise MediaError(path, "video frames end earlier than the file states, twice")
+    raise MediaError(path, "video frames end earlier than the file states, even on a second pass")
 
 
 class _EndsEarly(Exception):  # control flow only, never leaves this module
@@ -212,13 +222,15 @@ class _Sampler:
         start: float,
         seek_gap: float,
         end_tolerance: float,
+        *,
+        seek: bool = True,
     ) -> None:
         self.container = container
         self.stream = stream
         self.path = path
         self.targets = targets
         self.start = start
-        self.seek_gap = seek_gap
+        self.seek_gap = seek_gap if seek else math.inf
         self.end_tolerance = end_tolerance
         self.frames: list[np.ndarray | None] = [None] * len(targets)
         self.times = np.zeros(len(targets), dtype=np.float64)
@@ -227,7 +239,8 @@ class _Sampler:
         self.last: tuple[float, av.VideoFrame] | None = None  # the latest decoded frame
         self.step = _step(stream)
         self.margin = 2 * self.step  # slack for decode-vs-display order around key frames
-        self.keyframes = _keyframe_times(stream)
+        self.keyframes = _keyframe_times(stream) if seek else None
+        self.seeked = False
         self._converted: tuple[av.VideoFrame | None, np.ndarray | None] = (None, None)
 
     def run(self) -> tuple[np.ndarray, np.ndarray]:
@@ -303,8 +316,9 @@ class _Sampler:
         try:
             self.container.seek(max(offset, 0), stream=self.stream, backward=True)
         except av.error.FFmpegError:
-            self.seek_gap = math.inf  # not seekable: decode straight through instead
+            self.seek_gap, self.keyframes = math.inf, None  # not seekable: decode straight on
             return False
+        self.seeked = True
         return True
 
 
