@@ -38,7 +38,7 @@ from avsent.contracts import Clip
 from avsent.errors import AvsentError
 from avsent.labels import EMOTIONS
 
-FORMAT_VERSION = 1  #: bump when the drawing or sound changes, so old caches are not reused
+FORMAT_VERSION = 2  #: bump when the drawing or sound changes, so old caches are not reused
 INDEX_FILE = "clips.json"
 
 
@@ -102,7 +102,7 @@ class VoiceStyle:
 
 
 FACES: dict[str, FaceStyle] = {
-    "sad": FaceStyle(brow_tilt=0.6, brow_raise=0.05, eye_open=-0.3, smile=-0.8, talk=0.5),
+    "sad": FaceStyle(brow_tilt=0.45, brow_raise=0.05, eye_open=-0.2, smile=-0.8, talk=0.5),
     "angry": FaceStyle(brow_tilt=-0.7, brow_raise=-0.3, eye_open=-0.35, smile=-0.25, talk=1.3),
     "surprise": FaceStyle(brow_tilt=0.1, brow_raise=0.8, eye_open=0.45, mouth_open=0.55),
     "fear": FaceStyle(brow_tilt=0.35, brow_raise=0.7, eye_open=0.45, smile=-0.2, mouth_open=0.4),
@@ -146,7 +146,7 @@ class Speaker:
 def make_speakers(count: int, rng: np.random.Generator) -> list[Speaker]:
     speakers = []
     for i in range(count):
-        tone = rng.uniform(0.45, 0.95)
+        tone = rng.uniform(0.5, 0.95)
         skin = (tone, tone * rng.uniform(0.72, 0.85), tone * rng.uniform(0.55, 0.7))
         hair_level = rng.uniform(0.05, 0.35)
         hair = (hair_level * rng.uniform(0.8, 1.3), hair_level, hair_level * rng.uniform(0.6, 1.0))
@@ -310,11 +310,11 @@ def draw_face(
     skin = np.array(_bgr(speaker.skin), dtype=np.float32)
     face_px = np.clip(shade[..., None] * skin, 0, 255).astype(np.uint8)
     img[y0:y1, x0:x1][inside] = face_px[inside]
-    cv2.ellipse(img, P(0, -0.25 * speaker.aspect - 0.55), (L(1.0), L(0.5)), 0, 180, 360,
+    cv2.ellipse(img, P(0, -0.25 * speaker.aspect - 0.65), (L(1.0), L(0.5)), 0, 180, 360,
                 _bgr(speaker.hair), -1)  # fringe: a dark forehead top  # fmt: skip
 
     socket = _bgr(speaker.skin, 0.45)
-    white = _bgr(speaker.skin, 1.25)
+    white = _bgr(speaker.skin, 0.9)
     iris = (40, 30, 25)
     brow_col = _bgr(speaker.hair, 0.8)
     eye_y = -0.28 * speaker.aspect
@@ -324,12 +324,12 @@ def draw_face(
         ex = side * 0.38 * gap
         cv2.ellipse(img, P(ex, eye_y), (L(0.3), L(0.2)), 0, 0, 360, socket, -1)
         cv2.ellipse(img, P(ex, eye_y), (L(0.19), L(eye_h)), 0, 0, 360, white, -1)
-        cv2.circle(img, P(ex, eye_y), L(min(0.11, eye_h)), iris, -1)
+        cv2.circle(img, P(ex, eye_y), L(min(0.13, eye_h)), iris, -1)
         # brows: inner end moves with tilt, the whole brow with raise
-        lift = 0.16 * face.brow_raise
-        inner = P(side * 0.12 * gap, eye_y - 0.26 - lift - 0.14 * face.brow_tilt)
+        lift = 0.2 * face.brow_raise
+        inner = P(side * 0.12 * gap, eye_y - 0.26 - lift - 0.2 * face.brow_tilt)
         outer = P(side * 0.62 * gap, eye_y - 0.24 - lift + 0.05 * face.brow_tilt)
-        cv2.line(img, inner, outer, brow_col, L(0.075))
+        cv2.line(img, inner, outer, brow_col, L(0.09))
 
     # nose: light bridge between the eyes, shadowed sides, dark nostrils
     bridge = _bgr(speaker.skin, 1.12)
@@ -342,7 +342,7 @@ def draw_face(
     mouth_y = 0.48 * speaker.aspect
     width = 0.38 * (1.0 + 0.25 * face.smile)
     xs_m = np.linspace(-width, width, 21)
-    curve = -face.smile * 0.16 * (xs_m / width) ** 2 + face.asymmetry * 0.08 * (xs_m / width)
+    curve = -face.smile * 0.22 * (xs_m / width) ** 2 + face.asymmetry * 0.12 * (xs_m / width)
     opening = np.clip(mouth_open, 0.0, 0.4)
     upper = [
         P(x, mouth_y + c - opening * 0.5 * (1 - (x / width) ** 2))
@@ -410,7 +410,7 @@ def render_frames(
     n_frames = round(cfg.seconds * cfg.fps)
     background = make_background(cfg.size, rng)
     center = np.array([rng.uniform(0.4, 0.6), rng.uniform(0.42, 0.58)])
-    scale = rng.uniform(0.82, 1.08)
+    scale = rng.uniform(0.9, 1.1)
     light = (rng.uniform(-1, 1), rng.uniform(0.75, 1.2))
     drift = rng.normal(0, 0.004, size=(n_frames, 2)).cumsum(0)
     sway = rng.uniform(0.005, 0.02) * np.sin(
@@ -428,7 +428,7 @@ def render_frames(
             face,
             center=(center[0] + drift[i, 0] + sway[i], center[1] + drift[i, 1]),
             scale=scale,
-            mouth_open=max(0.0, 0.4 * face.mouth_open + 0.22 * face.talk * env),
+            mouth_open=max(0.0, 0.6 * face.mouth_open + 0.22 * face.talk * env),
             blink=0.15 if abs(t - blink_at) < 0.08 else 1.0,
             background=background,
             light=light,
@@ -479,8 +479,8 @@ def write_av_clip(
 def generate_clip(
     cfg: SyntheticConfig, label: str, speaker: Speaker, rng: np.random.Generator, path: Path
 ) -> None:
-    face_intensity = rng.uniform(0.35, 1.0)
-    voice_intensity = rng.uniform(0.35, 1.0)
+    face_intensity = rng.uniform(0.5, 1.0)
+    voice_intensity = rng.uniform(0.5, 1.0)
     samples, envelope = synthesize_voice(
         VOICES[label], speaker, voice_intensity, cfg.seconds, cfg.sample_rate, cfg.snr_db, rng
     )
