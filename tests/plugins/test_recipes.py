@@ -204,3 +204,17 @@ def test_small_model_overfits_a_handful_of_clips():
             assert not dead, f"parameters without gradient: {dead}"
         optimizer.step()
     assert loss.item() < 0.2 * math.log(7)
+
+
+def test_swapping_any_part_is_a_config_change():
+    """Parts from different plugins combine: MAVSA-DI's encoders with VCAN's selection
+    fusion and CMAVF-AD's metric head, chosen by name only."""
+    overrides = tiny_overrides("mavsa-di")
+    overrides["fusion"] = {"name": "vcan-select", "d_model": 8}
+    overrides["head"] = {"name": "metric", "loss": "center"}
+    model = avsent.create_model("mavsa-di", **overrides)
+    assert type(model.fusion).__name__ == "CrossModalSelection"
+    batch = mixed_batch(model)
+    loss = loss_of(model, batch)
+    loss.backward()
+    assert model.head.centers.grad is not None
