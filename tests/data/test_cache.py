@@ -130,3 +130,15 @@ def test_damaged_entry_is_not_counted_as_present(tmp_path: Path) -> None:
     path = cache.path_of("fp/abc")
     path.write_bytes(path.read_bytes()[:100])
     assert "fp/abc" not in cache
+
+
+def test_stale_temporaries_are_removed_fresh_ones_kept(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    cache.put("fp/abc", _features())
+    stale = tmp_path / "fp" / ".def.safetensors.x1.tmp"
+    fresh = tmp_path / "fp" / ".ghi.safetensors.x2.tmp"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    os.utime(stale, (0, 0))
+    assert cache.remove_stale_temporaries() == 1
+    assert not stale.exists() and fresh.exists() and cache.get("fp/abc") is not None

@@ -172,3 +172,48 @@ def test_identical_files_are_extracted_once(
     assert calls == [original]
     assert list(result.features) == [original, twin]
     assert result.features[original] == result.features[twin]
+
+
+KILLED_RUN = """
+import sys, time
+from pathlib import Path
+from avsent.config import Choice
+from avsent.data.cache import FeatureCache
+from avsent.data.features import FeatureExtractor
+from avsent.data.preprocess import preprocess
+from avsent.run_config import RunConfig
+
+real = FeatureExtractor.extract
+def slow(self, path):  # widen the window in which the kill lands
+    time.sleep(0.05)
+    return real(self, path)
+FeatureExtractor.extract = slow
+paths = sorted(Path(sys.argv[1]).glob("*.wav"))
+preprocess(paths, RunConfig(video=Choice("none")), workers=0, progress=False,
+           cache=FeatureCache(sys.argv[2]))
+"""
+
+
+def test_a_killed_run_leaves_only_whole_entries(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    paths = _tones(tmp_path / "media", 40)
+    root = tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(tmp_path / "media"), str(root)])
+    try:
+        while proc.poll() is None and len(list(root.glob("*/*.safetensors"))) < 3:
+            time.sleep(0.01)
+    finally:
+        proc.kill()  # SIGKILL: no cleanup code runs in the child
+        proc.wait()
+    cache = FeatureCache(root)
+    entries = list(root.glob("*/*.safetensors"))
+    assert entries
+    fingerprint = entries[0].parent.name
+    for entry in entries:
+        assert cache.get(f"{fingerprint}/{entry.stem}") is not None  # never half-written
+    resumed = preprocess(paths, AUDIO_ONLY, workers=0, progress=False, cache=cache)
+    assert resumed.reused == len(entries) and resumed.computed == len(paths) - len(entries)
+    assert resumed.computed > 0  # the kill landed mid-run

@@ -8,8 +8,10 @@ run never leaves a half-written entry; an entry that cannot be read is treated a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,8 @@ from avsent.data.features import ClipFeatures
 ENTRY_SUFFIX = ".safetensors"
 HASH_INDEX = "content-hashes.json"
 _CHUNK = 1 << 20
+#: a temporary file this old belongs to a run that was killed, not to one still writing
+STALE_TEMPORARY_S = 3600.0
 #: array name → (dtype, number of dimensions) an entry must have
 _ARRAYS = {"audio": (np.float32, 2), "video": (np.uint8, 4), "geometry": (np.float32, 2)}
 
@@ -69,6 +73,20 @@ class FeatureCache:
         merged = {**self._read_index(), **self._hashes}
         atomic_write_text(self.root / HASH_INDEX, json.dumps(merged))
         self._index_dirty = False
+
+    def remove_stale_temporaries(self, older_than_s: float = STALE_TEMPORARY_S) -> int:
+        """Delete temporary files a killed run left behind; returns how many.
+
+        Only old ones: another machine sharing the cache may be writing a fresh one now.
+        """
+        removed = 0
+        cutoff = time.time() - older_than_s
+        for tmp in self.root.glob(f"*/.*{ENTRY_SUFFIX}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
+                    removed += 1
+        return removed
 
     def _read_index(self) -> dict[str, list]:
         try:

@@ -100,6 +100,7 @@ def preprocess(
     paths = list(dict.fromkeys(Path(c.path if isinstance(c, Clip) else c) for c in clips))
     paths = select_shard(paths, shard)
     cache = cache or FeatureCache(config.data.cache_dir)
+    cache.remove_stale_temporaries()
     fingerprint = frontend_fingerprint(config)
     result = PreprocessResult()
     keys: dict[Path, str] = {}
