@@ -182,3 +182,11 @@ def test_no_face_in_a_photo_of_dogs(shared_data):
         extract_faces(
             clip_of(image[None]), HaarDetector(HaarConfig()), None, FacesConfig(), path="dogs.jpg"
         )
+
+
+def test_centre_crop_has_zero_geometry():
+    config = full_frame(no_face="center")
+    track = extract_faces(
+        clip_of(blank(2)), ScriptedDetector([[]] * 2, 320), FixedLandmarks(), config, path="x"
+    )
+    assert track.geometry.shape == (2, GEOMETRY_DIM) and not track.geometry.any()

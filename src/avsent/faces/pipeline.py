@@ -19,8 +19,9 @@ import numpy as np
 
 from avsent.contracts import FaceDetector, LandmarkBackend
 from avsent.errors import NoFaceError
-from avsent.faces.geometry import geometric_features
+from avsent.faces.geometry import GEOMETRY_DIM, geometric_features
 from avsent.media.video import VideoFrames
+from avsent.run_config import FacesConfig
 
 
 @attrs.frozen(eq=False)
@@ -44,14 +45,14 @@ def extract_faces(
     frames: VideoFrames,
     detector: FaceDetector,
     landmarks: LandmarkBackend | None,
-    config,
+    config: FacesConfig,
     *,
     path: str | Path,
 ) -> FaceTrack:
-    """Find, track and crop the main face in each frame (``config`` is a FacesConfig).
+    """Find, track and crop the main face in each frame.
 
     :raises NoFaceError: no face in any frame, unless ``config.no_face == "center"`` (then a
-        centre square crop with ``face_fraction`` 0).
+        centre square crop with ``face_fraction`` 0, and zero geometry).
     """
     images = frames.frames
     found = _find_main_face(images, detector, config)
@@ -67,7 +68,9 @@ def extract_faces(
     crops = np.stack([_crop(image, box, config) for image, box in zip(images, boxes, strict=True)])
     int_boxes = np.rint(boxes).astype(np.int64)
     geometry = None
-    if landmarks is not None:
+    if landmarks is not None and not detected.any():  # centre crop: no face to measure
+        geometry = np.zeros((len(images), GEOMETRY_DIM), dtype=np.float32)
+    elif landmarks is not None:
         geometry = np.stack(
             [
                 geometric_features(landmarks.landmarks(image, box[None])[0], box)
@@ -83,7 +86,9 @@ def extract_faces(
     )
 
 
-def _find_main_face(images: np.ndarray, detector: FaceDetector, config) -> list[np.ndarray | None]:
+def _find_main_face(
+    images: np.ndarray, detector: FaceDetector, config: FacesConfig
+) -> list[np.ndarray | None]:
     """The main face's box (x, y, w, h floats) per frame, or None where it was not found."""
     height, width = images.shape[1:3]
     scale = min(1.0, config.detect_width / width)
@@ -108,7 +113,9 @@ def _find_main_face(images: np.ndarray, detector: FaceDetector, config) -> list[
     return found
 
 
-def _detect_near(image: np.ndarray, prev: np.ndarray, detector: FaceDetector, config) -> np.ndarray:
+def _detect_near(
+    image: np.ndarray, prev: np.ndarray, detector: FaceDetector, config: FacesConfig
+) -> np.ndarray:
     """Detect in a square around the previous box, scaled down to ``roi_width``."""
     height, width = image.shape[:2]
     side = config.track_roi * max(prev[2], prev[3])
@@ -126,7 +133,7 @@ def _detect_near(image: np.ndarray, prev: np.ndarray, detector: FaceDetector, co
     return boxes + np.array([x0, y0, 0, 0])
 
 
-def _pick(boxes: np.ndarray, prev: np.ndarray | None, config) -> np.ndarray | None:
+def _pick(boxes: np.ndarray, prev: np.ndarray | None, config: FacesConfig) -> np.ndarray | None:
     """The largest box when nothing is tracked, else the one nearest ``prev`` (if near enough)."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if len(boxes) == 0:
@@ -165,7 +172,7 @@ def _centre_box(width: int, height: int, margin: float) -> np.ndarray:
     return np.array([(width - side) / 2, (height - side) / 2, side, side])
 
 
-def _crop(image: np.ndarray, box: np.ndarray, config) -> np.ndarray:
+def _crop(image: np.ndarray, box: np.ndarray, config: FacesConfig) -> np.ndarray:
     """Square crop around the box plus ``margin`` on each side, black outside the frame."""
     side = max(1, round(max(box[2], box[3]) * (1 + 2 * config.margin)))
     cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
