@@ -46,7 +46,9 @@ PRESETS: dict[str, dict[str, object]] = {
 
 def _positive_ints(instance, attribute, value) -> None:
     if not value or any(not isinstance(n, int) or n < 1 for n in value):
-        raise ValueError(f"must be a non-empty list of positive integers, got {value!r}")
+        raise ValueError(
+            f"{attribute.name} must be a non-empty list of positive integers, got {value!r}"
+        )
 
 
 @attrs.define
