@@ -2,9 +2,10 @@
 
 Frames are chosen by presentation time, so variable frame rates work: the frame kept for a
 target time is the one on screen at that moment (the last frame whose timestamp is not after
-it). Decoding runs forward through the file; when the next target lies more than
-``seek_gap`` seconds ahead, the reader seeks to the key frame before it instead of decoding
-everything in between. Only kept frames are converted to RGB arrays, which is most of the
+it). Decoding runs forward through the file and jumps ahead with a seek only when that
+skips work: with a key-frame index (MP4, MOV, AVI) exactly when a key frame lies between
+the current position and the next target; without one (MKV, WebM, FLV) when the target is
+more than ``seek_gap`` seconds ahead. Only kept frames are converted to RGB arrays, which is most of the
 per-frame cost once a frame is decoded. Rotation stored in the file (a display matrix or an
 old ``rotate`` tag, as phones write) is applied, so faces come out upright.
 """
