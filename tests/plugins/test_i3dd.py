@@ -102,3 +102,16 @@ def test_registered(name):
     component = get_registry().get("video_encoder", name)
     model = component.build(component.config(**SMALL), in_channels=3, frames=8, size=32)
     assert model.out_dim > 0
+
+
+@pytest.mark.parametrize("spd", [True, False])
+def test_padded_frames_content_does_not_reach_the_tokens(spd):
+    torch.manual_seed(0)
+    config = I3DDConfig(growth_rate=4, block_config=(1, 1), num_init_features=8)
+    model = DenseNet3D(config, in_channels=3, frames=8, size=16, spd=spd).eval()
+    x = torch.randn(1, 3, 8, 16, 16)
+    mask = torch.tensor([[True] * 4 + [False] * 4])
+    noisy = x.clone()
+    noisy[:, :, 4:] = torch.randn(1, 3, 4, 16, 16) * 10
+    with torch.no_grad():
+        assert torch.allclose(model(x, mask).x, model(noisy, mask).x, atol=1e-6)

@@ -173,6 +173,7 @@ class DenseNet3D(nn.Module):
         if x.dim() != 5:
             raise ValueError(f"expected frames [B, C, T, H, W], got shape {tuple(x.shape)}")
         self.check_input(*x.shape[2:])
+        x = x * mask[:, None, :, None, None].to(x.dtype)  # padded frames carry nothing
         y = self.features(x).mean(dim=(3, 4))  # pool space → [B, D, T']
         tokens = y.transpose(1, 2)
         return Tokens(tokens, downsample_mask(mask, tokens.shape[1]))
