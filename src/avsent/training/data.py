@@ -89,7 +89,12 @@ def prepare_data(
     """Clips, split (reused from ``run_dir/split.json`` when present) and cached datasets."""
     ctx = ctx or DistContext()
     console = console or Console()
-    clips, class_names = load_clips(config)
+    # rank 0 first: a dataset may build itself on first use (the synthetic one does)
+    if ctx.is_main:
+        clips, class_names = load_clips(config)
+    distributed.barrier(ctx)
+    if not ctx.is_main:
+        clips, class_names = load_clips(config)
     split_path = Path(run_dir) / SPLIT_FILE
     if split_path.is_file():
         split = Split.load(split_path)

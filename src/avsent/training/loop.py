@@ -300,7 +300,6 @@ class Trainer:
                 "epoch": epoch + 1,
                 "lr": lr,
                 "train_loss": train_loss,
-                "seconds": time.perf_counter() - start,
                 "data_wait_share": data_wait / max(time.perf_counter() - start, 1e-9),
             }
             improved = True
@@ -316,6 +315,7 @@ class Trainer:
                 )
                 best = state["best_score"]
                 improved = best is None or report["macro_f1"] > best
+            record["seconds"] = time.perf_counter() - start  # training + validation
             state["epoch"] = epoch + 1
             state["history"].append(record)
             if improved:
@@ -388,7 +388,14 @@ class Trainer:
         if aug is not None and aug.mixup_alpha > 0:
             batch, targets, targets_b, lam = mixup(batch, targets, aug.mixup_alpha, generator)
         with autocast(self.config, self.ctx.device):
-            loss = self.loss_module(batch, targets, targets_b, lam)
+            try:
+                loss = self.loss_module(batch, targets, targets_b, lam)
+            except torch._dynamo.exc.TorchDynamoException as exc:  # only with train.compile
+                raise ConfigError(
+                    "train.compile",
+                    f"torch.compile cannot compile this model ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0]}); set train.compile=false",
+                ) from exc
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"the training loss became {loss.item()}; lower train.lr or turn off train.amp"
