@@ -11,6 +11,8 @@ from rich.table import Table
 
 from avsent.cli import console, err_console
 
+TOP = 3  #: classes shown per file in the table (--json has them all)
+
 
 @click.command()
 @click.argument("run", type=click.Path(exists=True, path_type=Path))
@@ -38,13 +40,16 @@ def predict(run: Path, files: tuple[Path, ...], as_json: bool) -> None:
         ]
         click.echo(json.dumps(rows, indent=2))
     else:
-        names = pipeline.model.class_names
-        table = Table("file", "label", *names)
+        table = Table()
+        table.add_column("file", overflow="fold")
+        table.add_column("label")
+        table.add_column(f"top {TOP} (%)")
         for r in results:
             if r.probabilities is None:
                 continue
-            probs = [f"{100 * r.probabilities[n]:.1f}" for n in names]
-            table.add_row(str(r.path), f"[bold]{r.label}[/bold]", *probs)
+            ranked = sorted(r.probabilities.items(), key=lambda kv: -kv[1])[:TOP]
+            top = "  ".join(f"{name} {100 * p:.1f}" for name, p in ranked)
+            table.add_row(str(r.path), f"[bold]{r.label}[/bold]", top)
         if table.row_count:
             console.print(table)
     failed = [r for r in results if r.error is not None]

@@ -61,6 +61,8 @@ def train(
             raise AvsentError(f"{run_dir}: no {CONFIG_FILE}; nothing to resume")
         if recipe or config_path:
             raise click.UsageError("--resume reads the run's own config; drop RECIPE/--config")
+        if folds is None and any(run_dir.glob("fold-*")):
+            raise click.UsageError("this is a k-fold run: resume it with --folds all")
         config = build_config(None, saved, data, overrides, extra)
     else:
         config = build_config(recipe, config_path, data, overrides, extra)
