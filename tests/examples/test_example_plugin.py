@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,9 +23,11 @@ PLUGIN_SRC = Path(__file__).resolve().parents[2] / "examples" / "avsent-example-
 def installed_plugin(tmp_path_factory) -> Path:
     """pip-install the example into a private folder (offline: no build isolation)."""
     target = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("plugin") / "src"
+    shutil.copytree(PLUGIN_SRC, source)  # pip builds in place: keep the repository clean
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(PLUGIN_SRC)],
+         "--target", str(target), str(source)],
         check=True,
     )  # fmt: skip
     return target
