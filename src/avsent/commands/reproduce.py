@@ -65,4 +65,3 @@ def reproduce(
         progress=not no_progress,
     )
     console.print(f"tables written to {out_dir}", highlight=False)
-
