@@ -136,7 +136,7 @@ def test_token_shapes_and_masks(lengths, changes):
     mask = torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]
     tokens = model(torch.randn(len(lengths), 20, T), mask)
     expected = [math.ceil(n / model.time_reduction) for n in lengths]
-    assert tokens.x.shape == (len(lengths), math.ceil(T / 8), model.out_dim)
+    assert tokens.x.shape == (len(lengths), math.ceil(T / model.time_reduction), model.out_dim)
     assert tokens.mask.sum(1).tolist() == expected
     assert (tokens.x[~tokens.mask] == 0).all()
 

@@ -20,8 +20,8 @@ not it is padded in a batch. During training BatchNorm's batch statistics still 
 zeros (a batch-level effect, not a per-clip leak).
 
 The paper's net has 3 stages × 4 units at widths 4/8/16 and a stride-2 stem. The defaults
-here are wider for spectrograms (32/64/128) and shallower (2 units, stride-1 stem) to
-stay fast on a CPU; ``units_per_stage = 4`` and ``stem_stride = 2`` are the paper's depth.
+here are wider for spectrograms (32/64/128) and shallower (2 units) to stay fast on a
+CPU, with the paper's stride-2 stem; ``units_per_stage = 4`` is the paper's depth.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class ResNetConfig:
     stem_channels: int | None = attrs.field(
         default=None, validator=v.optional(v.ge(1))
     )  #: None = widths[0]
-    stem_stride: int = attrs.field(default=1, validator=v.ge(1))  #: paper: 2
+    stem_stride: int = attrs.field(default=2, validator=v.ge(1))  #: as the paper
     widths: tuple[int, ...] = attrs.field(
         default=(32, 64, 128), converter=tuple, validator=_check_widths
     )
