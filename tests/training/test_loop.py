@@ -83,6 +83,27 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_run(
             assert torch.equal(value, b.optimizer_state["state"][pid][key])
 
 
+def test_resume_after_a_kill_inside_an_epoch(
+    tmp_path: Path, feature_sets, tiny_config, monkeypatch
+) -> None:
+    config = tiny_config(epochs=2)
+    whole = make_trainer(config, feature_sets, tmp_path / "whole").fit()
+    trainer = make_trainer(config, feature_sets, tmp_path / "cut")
+    real_step, steps = trainer._step, []
+
+    def dies_in_epoch_two(batch, generator):
+        steps.append(1)
+        if len(steps) == trainer.steps_per_epoch + 2:  # second step of epoch 2
+            raise Killed
+        return real_step(batch, generator)
+
+    monkeypatch.setattr(trainer, "_step", dies_in_epoch_two)
+    with pytest.raises(Killed):
+        trainer.fit()
+    resumed = make_trainer(config, feature_sets, tmp_path / "cut").fit(resume=True)
+    assert untimed(resumed.history) == untimed(whole.history)
+
+
 def test_early_stopping_and_resuming_a_finished_run(
     tmp_path: Path, feature_sets, tiny_config
 ) -> None:
