@@ -13,16 +13,15 @@ import attrs
 from attrs import validators as v
 
 from avsent.config import Choice, apply_overrides, choice_field, deep_merge, from_dict, to_dict
-from avsent.training.augment import AugmentConfig
 
 
 @attrs.define
 class FacesConfig:
     """The video front-end: which frames, how faces are found and cropped."""
 
-    num_frames: int = attrs.field(default=16, validator=v.ge(1))
+    num_frames: int = attrs.field(default=8, validator=v.ge(1))
     sample_fps: float | None = None  #: None = ``num_frames`` spread uniformly over the clip
-    crop_size: int = attrs.field(default=64, validator=v.ge(8))
+    crop_size: int = attrs.field(default=32, validator=v.ge(8))  #: low-resolution faces
     grayscale: bool = False
     margin: float = attrs.field(default=0.25, validator=v.ge(0.0))
     detect_width: int = attrs.field(default=320, validator=v.ge(64))  #: detect on this width
@@ -59,10 +58,56 @@ class DataConfig:
 
 
 @attrs.define
+class AugmentConfig:
+    """Training-time augmentation (what each option does: :mod:`avsent.training.augment`).
+
+    On by default: the light, generally safe ones (SpecAugment masks, face flips and
+    jitter); the rest are off (zero amounts and counts, no SNR)."""
+
+    noise_min_snr_db: float | None = None  #: None = no background noise
+    noise_snr_span_db: float = attrs.field(default=20.0, validator=v.ge(0.0))
+    noise_std: float = attrs.field(default=0.0, validator=v.ge(0.0))
+    gain_db: float = attrs.field(default=0.0, validator=v.ge(0.0))  #: gain drawn in ±gain_db
+    time_masks: int = attrs.field(default=2, validator=v.ge(0))
+    time_mask_width: int = attrs.field(default=20, validator=v.ge(1))  #: frames, at most
+    freq_masks: int = attrs.field(default=2, validator=v.ge(0))
+    freq_mask_width: int = attrs.field(default=12, validator=v.ge(1))  #: mel bins, at most
+    time_stretch: float = attrs.field(default=0.0, validator=[v.ge(0.0), v.lt(1.0)])
+    pitch_shift_bins: int = attrs.field(default=0, validator=v.ge(0))
+    chroma_bins: int = attrs.field(default=12, validator=v.ge(0))  #: rows after the mel rows
+    mixup_alpha: float = attrs.field(default=0.0, validator=v.ge(0.0))  #: 0 = no mixup
+    video_flip: bool = True
+    video_crop_jitter: int = attrs.field(default=2, validator=v.ge(0))  #: pixels
+
+    @property
+    def audio_active(self) -> bool:
+        return any(
+            (
+                self.noise_min_snr_db is not None,
+                self.noise_std,
+                self.gain_db,
+                self.time_masks,
+                self.freq_masks,
+                self.time_stretch,
+                self.pitch_shift_bins,
+            )
+        )
+
+    @property
+    def video_active(self) -> bool:
+        return self.video_flip or self.video_crop_jitter > 0
+
+    @property
+    def active(self) -> bool:
+        """Whether :func:`augment_batch` changes anything (mixup is separate)."""
+        return self.audio_active or self.video_active
+
+
+@attrs.define
 class TrainConfig:
     epochs: int = attrs.field(default=30, validator=v.ge(1))
     batch_size: int = attrs.field(default=16, validator=v.ge(1))
-    lr: float = attrs.field(default=1e-3, validator=v.gt(0.0))
+    lr: float = attrs.field(default=3e-4, validator=v.gt(0.0))
     weight_decay: float = attrs.field(default=1e-4, validator=v.ge(0.0))
     optimizer: Literal["adam", "adamw"] = "adam"  #: adam (the paper's) = L2 decay; adamw decoupled
     schedule: Literal["constant", "cosine", "onecycle"] = "cosine"
@@ -78,7 +123,7 @@ class TrainConfig:
     compile: bool = False
     device: str = "auto"
     seed: int = 0
-    augment: AugmentConfig = attrs.Factory(AugmentConfig)  #: see avsent.training.augment
+    augment: AugmentConfig = attrs.Factory(AugmentConfig)
 
 
 @attrs.define

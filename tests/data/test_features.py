@@ -34,7 +34,7 @@ def test_fingerprint_ignores_model_and_training_settings() -> None:
 def test_fingerprint_follows_front_end_settings() -> None:
     base = RunConfig()
     changed = [
-        attrs.evolve(base, faces=FacesConfig(crop_size=32)),
+        attrs.evolve(base, faces=FacesConfig(crop_size=64)),
         attrs.evolve(base, faces=FacesConfig(landmarks=Choice("face-alignment"))),
         attrs.evolve(base, audio_frontend=Choice("another-frontend")),
         attrs.evolve(base, video=Choice("none")),  # fewer modalities stored

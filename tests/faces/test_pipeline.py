@@ -166,7 +166,7 @@ def test_haar_finds_the_face_in_every_real_clip_and_crops_are_stable(shared_data
         track = extract_faces(read_frames(path, num_frames=8), detector, None, config, path=path)
         assert isinstance(track, FaceTrack)
         assert track.face_fraction >= 0.75, path
-        assert track.crops.shape == (8, 64, 64, 3), path
+        assert track.crops.shape == (8, config.crop_size, config.crop_size, 3), path
         size = track.boxes[:, 2].mean()
         centres = track.boxes[:, :2] + track.boxes[:, 2:] / 2
         # a speaker sitting still: the crop moves and grows by a few % of the face at most

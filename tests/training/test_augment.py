@@ -36,6 +36,12 @@ def gen(seed: int = 1) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def only(**options) -> AugmentConfig:
+    """A config with just ``options`` on (the defaults switch a light set on)."""
+    off = {"time_masks": 0, "freq_masks": 0, "video_flip": False, "video_crop_jitter": 0}
+    return AugmentConfig(**{**off, **options})
+
+
 ALL_ON = AugmentConfig(
     noise_min_snr_db=10.0,
     noise_std=0.1,
@@ -52,13 +58,19 @@ ALL_ON = AugmentConfig(
 )
 
 
-def test_defaults_change_nothing():
+def test_switched_off_changes_nothing():
     batch = make_batch()
-    cfg = AugmentConfig()
+    cfg = only()
     assert not cfg.active
     out = augment_batch(batch, cfg, gen())
     assert torch.equal(out.audio, batch.audio)
     assert torch.equal(out.video, batch.video)
+
+
+def test_defaults_are_the_light_set():
+    cfg = AugmentConfig()
+    assert cfg.time_masks and cfg.freq_masks and cfg.video_flip and cfg.video_crop_jitter
+    assert not (cfg.gain_db or cfg.noise_std or cfg.time_stretch or cfg.mixup_alpha)
 
 
 def test_config_round_trips_and_validates():
@@ -93,7 +105,7 @@ def test_same_generator_state_same_result():
 
 def test_gain_moves_only_mel_rows_by_one_offset_per_clip():
     batch = make_batch()
-    out = augment_batch(batch, AugmentConfig(gain_db=6.0), gen())
+    out = augment_batch(batch, only(gain_db=6.0), gen())
     diff = out.audio - batch.audio
     assert torch.equal(diff[:, N_MELS:], torch.zeros_like(diff[:, N_MELS:]))
     for i in range(3):
@@ -107,7 +119,7 @@ def test_gain_moves_only_mel_rows_by_one_offset_per_clip():
 
 def test_time_masks_replace_spans_with_the_band_mean_inside_real_frames():
     batch = make_batch()
-    cfg = AugmentConfig(time_masks=1, time_mask_width=8)
+    cfg = only(time_masks=1, time_mask_width=8)
     out = augment_batch(batch, cfg, gen(3))
     changed_any = False
     for i in range(3):
@@ -124,7 +136,7 @@ def test_time_masks_replace_spans_with_the_band_mean_inside_real_frames():
 
 def test_freq_masks_cover_mel_rows_only():
     batch = make_batch()
-    out = augment_batch(batch, AugmentConfig(freq_masks=3, freq_mask_width=5), gen(2))
+    out = augment_batch(batch, only(freq_masks=3, freq_mask_width=5), gen(2))
     rows = (out.audio != batch.audio).any(2).any(0).nonzero().flatten()
     assert len(rows) > 0
     assert (rows < N_MELS).all()
@@ -133,7 +145,7 @@ def test_freq_masks_cover_mel_rows_only():
 
 def test_time_stretch_keeps_mask_consistent_with_content():
     batch = make_batch(lengths=(40, 20, 30))
-    out = augment_batch(batch, AugmentConfig(time_stretch=0.3), gen(5))
+    out = augment_batch(batch, only(time_stretch=0.3), gen(5))
     assert out.audio.shape == batch.audio.shape
     lengths = out.audio_mask.sum(1)
     assert not torch.equal(lengths, batch.audio_mask.sum(1))
@@ -149,14 +161,14 @@ def test_time_stretch_keeps_mask_consistent_with_content():
 
 def test_a_batch_without_audio_mask_gets_one_that_follows_the_stretch():
     batch = attrs.evolve(make_batch(lengths=(40, 40, 40)), audio_mask=None)
-    out = augment_batch(batch, AugmentConfig(time_stretch=0.3), gen(5))
+    out = augment_batch(batch, only(time_stretch=0.3), gen(5))
     lengths = out.audio_mask.sum(1)
     assert (lengths <= FRAMES).all() and (lengths < FRAMES).any()
 
 
 def test_pitch_shift_moves_mel_rows_and_keeps_chroma():
     batch = make_batch()
-    out = augment_batch(batch, AugmentConfig(pitch_shift_bins=3), gen(4))
+    out = augment_batch(batch, only(pitch_shift_bins=3), gen(4))
     assert torch.equal(out.audio[:, N_MELS:], batch.audio[:, N_MELS:])
     found = []
     for i in range(3):
@@ -177,7 +189,7 @@ def test_noise_uses_the_given_band_scale_and_spares_padding():
     batch = make_batch()
     std = torch.ones(N_MELS + CHROMA)
     std[N_MELS:] = 0.0
-    out = augment_batch(batch, AugmentConfig(noise_std=0.5), gen(), feature_std=std)
+    out = augment_batch(batch, only(noise_std=0.5), gen(), feature_std=std)
     diff = out.audio - batch.audio
     assert torch.equal(diff[:, N_MELS:], torch.zeros_like(diff[:, N_MELS:]))
     assert 0.3 < float(diff[0, :N_MELS].std()) < 0.7
@@ -189,7 +201,7 @@ def test_background_noise_raises_quiet_bins_to_a_floor_at_the_snr():
     mel = batch.audio[:, :N_MELS]
     mel[:, :, :] = -80.0  # quiet everywhere...
     mel[:, 0, :] = 0.0  # ...but one loud band: mean power 1/N_MELS (−13 dB)
-    cfg = AugmentConfig(noise_min_snr_db=20.0, noise_snr_span_db=0.0)
+    cfg = only(noise_min_snr_db=20.0, noise_snr_span_db=0.0)
     out = augment_batch(batch, cfg, gen())
     floor = 10 * torch.log10(torch.tensor(1.0 / N_MELS)) - 20.0  # −33 dB
     for i, n in enumerate((40, 25, 32)):
@@ -202,12 +214,12 @@ def test_background_noise_raises_quiet_bins_to_a_floor_at_the_snr():
 
 def test_video_flip_and_jitter():
     batch = make_batch()
-    flipped = augment_batch(batch, AugmentConfig(video_flip=True), gen(0))
+    flipped = augment_batch(batch, only(video_flip=True), gen(0))
     for i in range(3):
         same = torch.equal(flipped.video[i], batch.video[i])
         mirrored = torch.equal(flipped.video[i], batch.video[i].flip(-1))
         assert same or mirrored
-    jittered = augment_batch(batch, AugmentConfig(video_crop_jitter=2), gen(0))
+    jittered = augment_batch(batch, only(video_crop_jitter=2), gen(0))
     assert jittered.video.shape == batch.video.shape
     # a shift by (dy, dx) in [-2, 2]: the interior matches a shifted window of the input
     for i in range(3):

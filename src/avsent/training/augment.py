@@ -41,53 +41,10 @@ from collections.abc import Callable
 import attrs
 import numpy as np
 import torch
-from attrs import validators as v
 from torch.nn import functional as F
 
 from avsent.model import Batch
-
-
-@attrs.define
-class AugmentConfig:
-    """Augmentation options; all off by default (zero amounts and counts, no SNR)."""
-
-    noise_min_snr_db: float | None = None  #: None = no background noise
-    noise_snr_span_db: float = attrs.field(default=20.0, validator=v.ge(0.0))
-    noise_std: float = attrs.field(default=0.0, validator=v.ge(0.0))
-    gain_db: float = attrs.field(default=0.0, validator=v.ge(0.0))  #: gain drawn in ±gain_db
-    time_masks: int = attrs.field(default=0, validator=v.ge(0))
-    time_mask_width: int = attrs.field(default=20, validator=v.ge(1))  #: frames, at most
-    freq_masks: int = attrs.field(default=0, validator=v.ge(0))
-    freq_mask_width: int = attrs.field(default=12, validator=v.ge(1))  #: mel bins, at most
-    time_stretch: float = attrs.field(default=0.0, validator=[v.ge(0.0), v.lt(1.0)])
-    pitch_shift_bins: int = attrs.field(default=0, validator=v.ge(0))
-    chroma_bins: int = attrs.field(default=12, validator=v.ge(0))  #: rows after the mel rows
-    mixup_alpha: float = attrs.field(default=0.0, validator=v.ge(0.0))  #: 0 = no mixup
-    video_flip: bool = False
-    video_crop_jitter: int = attrs.field(default=0, validator=v.ge(0))  #: pixels
-
-    @property
-    def audio_active(self) -> bool:
-        return any(
-            (
-                self.noise_min_snr_db is not None,
-                self.noise_std,
-                self.gain_db,
-                self.time_masks,
-                self.freq_masks,
-                self.time_stretch,
-                self.pitch_shift_bins,
-            )
-        )
-
-    @property
-    def video_active(self) -> bool:
-        return self.video_flip or self.video_crop_jitter > 0
-
-    @property
-    def active(self) -> bool:
-        """Whether :func:`augment_batch` changes anything (mixup is separate)."""
-        return self.audio_active or self.video_active
+from avsent.run_config import AugmentConfig
 
 
 def augment_batch(
