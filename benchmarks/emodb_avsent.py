@@ -30,20 +30,16 @@ RECIPE = "drsn-audio"
 SETTINGS: dict[str, Any] = {
     "data.split.method": "loso",
     "data.split.val_fraction": 0.15,
-    "train.epochs": 40,
+    "train.epochs": 30,
     "train.batch_size": 16,
     "train.lr": 1e-3,
-    "train.weight_decay": 1e-3,
-    "train.schedule": "cosine",
-    "train.patience": 12,
-    "train.label_smoothing": 0.1,
+    "train.patience": 10,
     "train.augment.time_masks": 2,
-    "train.augment.time_mask_width": 12,
+    "train.augment.time_mask_width": 10,
     "train.augment.freq_masks": 2,
-    "train.augment.freq_mask_width": 16,
-    "train.augment.gain_db": 6.0,
+    "train.augment.freq_mask_width": 12,
+    "train.augment.gain_db": 3.0,
     "train.augment.time_stretch": 0.1,
-    "train.augment.mixup_alpha": 0.2,
 }
 
 
