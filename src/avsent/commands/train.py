@@ -11,8 +11,6 @@ import rich_click as click
 from avsent.cli import console, overrides_option
 from avsent.commands.options import build_config, config_option, data_option
 from avsent.errors import AvsentError
-from avsent.training import distributed
-from avsent.training.checkpoint import CONFIG_FILE
 
 
 @click.command()
@@ -49,6 +47,8 @@ def train(
     Without `--data` it trains on the built-in synthetic clips. Launch the same command
     under `torchrun --nproc_per_node N` for data-parallel training on N GPUs or processes.
     """
+    from avsent.training import distributed  # torch: imported only when a command runs
+    from avsent.training.checkpoint import CONFIG_FILE
     from avsent.training.trainer import train as run_training
     from avsent.training.trainer import train_folds
 
