@@ -152,7 +152,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: plugin commands added, avsent errors shown as one clear line."""
     try:
         _add_plugin_commands()
-        cli.main(args=argv, prog_name="avsent", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="avsent", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except click.exceptions.Abort:
         err_console.print("aborted")
         sys.exit(130)

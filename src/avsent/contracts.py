@@ -27,6 +27,7 @@ trainer adds it to the cross-entropy.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -35,14 +36,17 @@ import numpy as np
 import torch
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True)
 class Tokens:
-    """A padded token sequence: ``x`` [B, T, D] and ``mask`` [B, T] (True = real)."""
+    """A padded token sequence: ``x`` [B, T, D] and ``mask`` [B, T] (True = real).
+
+    A frozen dataclass rather than attrs: TorchDynamo (``torch.compile``) traces these.
+    """
 
     x: torch.Tensor
     mask: torch.Tensor
 
-    def __attrs_post_init__(self) -> None:
+    def __post_init__(self) -> None:
         if self.x.dim() != 3 or self.mask.shape != self.x.shape[:2]:
             raise ValueError(
                 f"Tokens need x [B,T,D] and mask [B,T]; got {tuple(self.x.shape)} and "

@@ -11,6 +11,7 @@ every checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import attrs
@@ -76,7 +77,7 @@ class Batch:
         raise ValueError("empty batch")
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True)  # not attrs: torch.compile traces dataclasses
 class ModelOutput:
     logits: torch.Tensor  #: [B, K]
     fused: torch.Tensor  #: [B, D] the head's input (for metric losses and embeddings)

@@ -1,0 +1,63 @@
+"""Model assembly: parts by name or module, absent modalities, normalisation, compile."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import avsent
+from avsent.errors import ConfigError
+from avsent.model import Batch, InputSpec, compose
+
+INPUTS = InputSpec(audio_features=12, video_channels=3, video_frames=8, video_size=32)
+
+
+def batch(size: int = 2) -> Batch:
+    return Batch(
+        audio=torch.randn(size, 12, 20),
+        audio_mask=torch.ones(size, 20, dtype=torch.bool),
+        video=torch.rand(size, 3, 8, 32, 32),
+        video_mask=torch.ones(size, 8, dtype=torch.bool),
+    )
+
+
+def test_a_model_needs_one_modality():
+    with pytest.raises(ConfigError, match="at least one"):
+        compose(audio=None, video=None, inputs=INPUTS)
+
+
+def test_audio_statistics_normalise_the_input_and_travel_in_the_state_dict():
+    model = compose(audio=("drsn", {"widths": [8, 16]}), fusion="passthrough", inputs=INPUTS)
+    model.set_audio_stats(torch.full((12,), 3.0), torch.full((12,), 0.0))
+    state = model.state_dict()
+    assert torch.equal(state["audio_mean"], torch.full((12,), 3.0))
+    assert state["audio_std"].min() > 0  # a zero std is clamped, never a division by 0
+
+
+def test_absent_modality_is_ignored_even_when_the_batch_has_it():
+    model = compose(
+        audio=("drsn", {"widths": [8, 16]}),
+        fusion="passthrough",
+        class_names=("a", "b"),
+        inputs=INPUTS,
+    ).eval()
+    full = batch()
+    without_video = Batch(audio=full.audio, audio_mask=full.audio_mask)
+    with torch.no_grad():
+        assert torch.equal(model(full).logits, model(without_video).logits)
+
+
+@pytest.mark.slow  # torch.compile takes tens of seconds on a CPU
+def test_compiled_model_matches_eager():
+    model = avsent.create_model("mavsa-di-small").eval()
+    data = batch()
+    data = Batch(
+        audio=torch.randn(2, model.inputs.audio_features, 20),
+        audio_mask=data.audio_mask,
+        video=data.video,
+        video_mask=data.video_mask,
+    )
+    with torch.no_grad():
+        eager = model(data).logits
+        compiled = torch.compile(model)(data).logits
+    torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=1e-4)
