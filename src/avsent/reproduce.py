@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from avsent.config import NONE, apply_overrides, atomic_write_text, from_dict
+from avsent.errors import ConfigError
 from avsent.registry import get_registry
 from avsent.run_config import RunConfig, run_config_dict
 
@@ -38,7 +39,7 @@ class Row:
     key: str  #: folder name of its runs
     label: str
     modality: str
-    paper: tuple[float, float, float]  #: accuracy, recall, F1 as printed in the paper
+    paper: tuple[float, float, float] | None  #: accuracy, recall, F1 in the paper (None: not in it)
     recipe: str | None = None  #: take the model slots from this recipe …
     swaps: dict[str, str] = attrs.field(factory=dict)  #: … or swap these slots of the base
 
@@ -64,6 +65,8 @@ TABLES: dict[str, tuple[Row, ...]] = {
         Row("vcan", "VCAN", "Audio+Visual", (77.10, 76.02, 76.54), recipe="vcan"),
         Row("cmavf-ad", "CMAVF-AD", "Audio+Visual", (79.42, 77.28, 78.34), recipe="cmavf-ad"),
         _FULL,
+        # not in the paper: MAVSA-DI's audio branch alone, the audio row to set beside RNN
+        Row("drsn-audio", "DRSN (audio branch)", "Audio", None, recipe="drsn-audio"),
     ),
     "table5": (
         Row(
@@ -146,15 +149,20 @@ def reproduce(
     overrides: dict[str, Any],
     seeds: Sequence[int],
     out_dir: Path,
+    rows: Sequence[str] | None = None,
     console: Console | None = None,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Train every (row, seed) not yet finished, then write the table; returns its rows."""
+    """Train every (row, seed) not yet finished, then write the table; returns its rows.
+
+    ``rows`` picks rows by key (e.g. the audio rows for an audio-only corpus); by default
+    every row the paper has.
+    """
     from avsent.training.report import REPORT_JSON
     from avsent.training.trainer import train
 
     console = console or Console()
-    rows = TABLES[table]
+    rows = select_rows(table, rows)
     base_dict = run_config_dict(base)
     results = []
     for row in rows:
@@ -177,12 +185,23 @@ def reproduce(
     return results
 
 
+def select_rows(table: str, keys: Sequence[str] | None) -> tuple[Row, ...]:
+    """The rows named by ``keys`` (in table order), or the paper's rows."""
+    if not keys:
+        return tuple(row for row in TABLES[table] if row.paper is not None)
+    known = {row.key for row in TABLES[table]}
+    unknown = sorted(set(keys) - known)
+    if unknown:
+        raise ConfigError("--rows", f"{table} has no row {unknown[0]!r}; rows: {', '.join(known)}")
+    return tuple(row for row in TABLES[table] if row.key in keys)
+
+
 def _summarise(row: Row, reports: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "model": row.label,
         "modality": row.modality,
         "runs": len(reports),
-        "paper": dict(zip(METRICS, row.paper, strict=True)),
+        "paper": dict(zip(METRICS, row.paper, strict=True)) if row.paper else None,
     }
     for metric in METRICS:
         values = np.array([100 * r[metric] for r in reports])
@@ -203,7 +222,7 @@ def markdown_table(table: str, results: list[dict[str, Any]]) -> str:
     for r in results:
         cells = [r["model"], *([r["modality"]] if with_modality else [])]
         cells += [_cell(r[m]) for m in METRICS]
-        paper = " / ".join(f"{r['paper'][m]:.2f}" for m in METRICS)
+        paper = " / ".join(f"{r['paper'][m]:.2f}" for m in METRICS) if r["paper"] else "–"
         lines.append("| " + " | ".join(cells) + f" | {paper} |")
     runs = results[0]["runs"] if results else 0
     lines += ["", f"Mean ± std over {runs} seed(s), percent, on the test split of each run."]
@@ -222,7 +241,7 @@ def csv_table(results: list[dict[str, Any]]) -> str:
         writer.writerow(
             [r["model"], r["modality"], r["runs"]]
             + [f"{r[m][s]:.4f}" for m in METRICS for s in ("mean", "std")]
-            + [r["paper"][m] for m in METRICS]
+            + [r["paper"][m] if r["paper"] else "" for m in METRICS]
         )
     return buffer.getvalue()
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from command_helpers import run_cli, tiny_args
 
-from avsent.reproduce import TABLES, row_config, row_config_dict
+from avsent.errors import ConfigError
+from avsent.reproduce import TABLES, row_config, row_config_dict, select_rows
 from avsent.run_config import run_config_dict
 
 #: one epoch; the tiny set has 3 speakers, so 3 speaker folds
@@ -22,13 +23,14 @@ def test_reproduce_writes_the_table_in_the_papers_format(workspace: Path, table:
     args = ["reproduce", table, "--base", "mavsa-di-small", "--seeds", "0", *tiny_args(workspace)]
     run_cli(*args, *EXTRA, "--out", out, "--no-progress")
     rows = list(csv.DictReader((out / f"{table}.csv").open()))
-    assert [r["model"] for r in rows] == [row.label for row in TABLES[table]]
+    paper_rows = select_rows(table, None)
+    assert [r["model"] for r in rows] == [row.label for row in paper_rows]
     for r in rows:
         assert 0.0 <= float(r["accuracy_mean"]) <= 100.0
     markdown = (out / f"{table}.md").read_text()
     assert "| Model |" in markdown and "Accuracy | Recall | F1" in markdown
     assert (out / f"{table}.png").stat().st_size > 0
-    for row in TABLES[table]:
+    for row in paper_rows:
         assert (out / row.key / "seed-0" / "report.json").is_file()
 
     # a second call keeps every finished run: nothing is retrained
@@ -58,3 +60,10 @@ def test_slot_overrides_reach_only_components_that_have_the_field() -> None:
         16,
         32,
     )
+
+
+def test_rows_pick_by_key_and_unknown_keys_are_named() -> None:
+    assert [r.key for r in select_rows("table4", ["drsn-audio", "rnn"])] == ["rnn", "drsn-audio"]
+    assert "drsn-audio" not in [r.key for r in select_rows("table4", None)]  # not in the paper
+    with pytest.raises(ConfigError, match="no row 'lstm'"):
+        select_rows("table4", ["lstm"])
