@@ -45,6 +45,12 @@ class Pipeline:
                 "audio" if model.uses_audio != uses_audio(config) else "video",
                 "the config's modalities do not match the model's encoders",
             )
+        if config.data.speaker_norm and model.uses_audio:
+            raise ConfigError(
+                "data.speaker_norm",
+                "this model was trained on per-speaker standardised audio, which single files "
+                "cannot supply; score it with `avsent evaluate RUN --data ...` on clips with speakers",
+            )
         self.model = model.eval()
         self.config = config
         self._extractor: FeatureExtractor | None = None

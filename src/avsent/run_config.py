@@ -55,6 +55,10 @@ class DataConfig:
     split: SplitConfig = attrs.Factory(SplitConfig)
     cache_dir: str = ".avsent-cache"
     workers: int = attrs.field(default=2, validator=v.ge(0))
+    #: standardise each clip's audio features with its speaker's statistics (over all of
+    #: that speaker's clips, no labels) — the openSMILE peer's per-speaker standardisation;
+    #: needs a speaker for every clip, so single-file prediction cannot use it
+    speaker_norm: bool = False
 
 
 @attrs.define

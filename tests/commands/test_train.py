@@ -143,3 +143,13 @@ def test_same_command_under_torchrun_with_two_gloo_processes(workspace: Path) ->
     report = json.loads((run_dir / "report.json").read_text())
     assert [r["epoch"] for r in report["history"]] == [1, 2]
     assert read_checkpoint(checkpoint_path(run_dir, "last")).state["epoch"] == 2
+
+
+def test_speaker_norm_trains_and_single_file_prediction_says_why_it_cannot(workspace: Path):
+    run_dir = workspace / "speaker-norm"
+    args = ["train", "mavsa-di-small", *tiny_args(workspace), "--epochs", "1"]
+    run_cli(*args, "--set", "data.speaker_norm=true", "--run-dir", run_dir, "--no-progress")
+    assert json.loads((run_dir / "report.json").read_text())["support"] > 0
+    clip = next((workspace / "synthetic").rglob("*.mp4"))
+    result = run_cli("predict", run_dir, clip, expect=1)
+    assert "data.speaker_norm" in str(result.exception)

@@ -150,3 +150,23 @@ def test_loader_pins_batches_for_a_gpu(dataset: ClipDataset) -> None:
     loader = make_loader(dataset, batch_size=2, shuffle=False, workers=0, device="cuda")
     batch = next(iter(loader))
     assert batch.audio.is_pinned() and batch.video.is_pinned() and batch.targets.is_pinned()
+
+
+def test_speaker_norms_standardise_each_speakers_clips(tmp_path):
+    from avsent.data.loader import speaker_audio_norms
+
+    cache = FeatureCache(tmp_path)
+    rng = np.random.default_rng(0)
+    keys, speakers = [], []
+    for i, (speaker, offset) in enumerate([("a", 5.0), ("a", 5.0), ("b", -3.0)]):
+        key = f"fp/{i:064x}"
+        cache.put(key, ClipFeatures(audio=(rng.normal(size=(4, 30)) + offset).astype(np.float32)))
+        keys.append(key)
+        speakers.append(speaker)
+    norms = speaker_audio_norms(cache, keys, speakers)
+    assert norms[0] is norms[1] and not np.allclose(norms[0][0], norms[2][0])
+    dataset = ClipDataset([(k, 0) for k in keys], cache, train=False, audio_norms=norms)
+    joined = np.concatenate([dataset.features(i).audio for i in (0, 1)], axis=1)
+    np.testing.assert_allclose(joined.mean(axis=1), 0.0, atol=1e-5)
+    np.testing.assert_allclose(joined.std(axis=1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(dataset.features(2).audio.mean(axis=1), 0.0, atol=1e-5)

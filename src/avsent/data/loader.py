@@ -33,6 +33,9 @@ class Sample:
     label: int | None
 
 
+AudioNorm = tuple[np.ndarray, np.ndarray]  #: mean [F], std [F]
+
+
 class ClipDataset(Dataset):
     """Items ``(cache key, class index)`` read from a :class:`FeatureCache`."""
 
@@ -43,19 +46,24 @@ class ClipDataset(Dataset):
         *,
         train: bool,
         max_audio_frames: int | None = None,
+        audio_norms: Sequence[AudioNorm] | None = None,
     ) -> None:
         if max_audio_frames is not None and max_audio_frames < 1:
             raise ValueError(f"max_audio_frames must be >= 1, got {max_audio_frames}")
+        if audio_norms is not None and len(audio_norms) != len(items):
+            raise ValueError(f"{len(audio_norms)} audio normalisations for {len(items)} items")
         self.items = list(items)
         self.cache = cache
         self.train = train
         self.max_audio_frames = max_audio_frames
+        self.audio_norms = list(audio_norms) if audio_norms is not None else None
 
     def __len__(self) -> int:
         return len(self.items)
 
     def features(self, index: int) -> ClipFeatures:
-        """The whole clip's features, as stored."""
+        """The whole clip's features as the model sees them (per-speaker standardised
+        when the dataset was given ``audio_norms``)."""
         key = self.items[index][0]
         features = self.cache.get(key)
         if features is None:
@@ -63,6 +71,10 @@ class ClipDataset(Dataset):
                 f"features {key} are missing or damaged in {self.cache.root}; "
                 "run `avsent preprocess` to compute them"
             )
+        if self.audio_norms is not None and features.audio is not None:
+            mean, std = self.audio_norms[index]
+            audio = (features.audio - mean[:, None]) / std[:, None]
+            features = attrs.evolve(features, audio=audio.astype(np.float32))
         return features
 
     def __getitem__(self, index: int) -> Sample:
@@ -128,6 +140,34 @@ def _moments(arrays: Any, axis: int) -> tuple[torch.Tensor, torch.Tensor] | None
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
     return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
+
+
+def speaker_audio_norms(
+    cache: FeatureCache, keys: Sequence[str], speakers: Sequence[str]
+) -> list[AudioNorm]:
+    """Per-band mean and std of each speaker's clips, one entry per key.
+
+    The per-speaker standardisation of speech-emotion work: it takes out what is constant
+    in a voice and a microphone. It uses no labels, only every clip of the speaker.
+    """
+    by_speaker: dict[str, list[str]] = {}
+    for key, speaker in zip(keys, speakers, strict=True):
+        by_speaker.setdefault(speaker, []).append(key)
+    norms = {}
+    for speaker, speaker_keys in by_speaker.items():
+        stats = _moments((a for k in speaker_keys if (a := _audio(cache, k)) is not None), axis=0)
+        if stats is None:
+            raise ValueError(f"speaker {speaker!r} has no audio features")
+        mean, std = (t.numpy() for t in stats)
+        norms[speaker] = (mean, np.maximum(std, 1e-5))
+    return [norms[s] for s in speakers]
+
+
+def _audio(cache: FeatureCache, key: str) -> np.ndarray | None:
+    features = cache.get(key)
+    if features is None:
+        raise CacheMissError(f"features {key} are missing or damaged in {cache.root}")
+    return features.audio
 
 
 def compute_audio_stats(dataset: ClipDataset) -> tuple[torch.Tensor, torch.Tensor]:

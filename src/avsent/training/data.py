@@ -13,13 +13,14 @@ import attrs
 import numpy as np
 from rich.console import Console
 
+from avsent.config import NONE
 from avsent.contracts import Clip, DatasetSource
 from avsent.data.cache import FeatureCache
-from avsent.data.loader import ClipDataset
+from avsent.data.loader import AudioNorm, ClipDataset, speaker_audio_norms
 from avsent.data.manifest import validate_clips
 from avsent.data.preprocess import preprocess
 from avsent.data.splits import Split, make_split
-from avsent.errors import AvsentError
+from avsent.errors import AvsentError, ConfigError
 from avsent.registry import get_registry
 from avsent.training import distributed
 from avsent.training.distributed import DistContext
@@ -78,6 +79,22 @@ def cache_keys(
     return result["keys"], [tuple(f) for f in result["failed"]]
 
 
+def speaker_norms(
+    config: Any, cache: FeatureCache, clips: list[Clip], keys: dict[str, str]
+) -> dict[str, AudioNorm] | None:
+    """{path: that clip's speaker's audio statistics} when ``data.speaker_norm`` asks for it."""
+    if not config.data.speaker_norm or config.audio.name == NONE:
+        return None
+    nameless = [c.path for c in clips if not c.speaker]
+    if nameless:
+        raise ConfigError(
+            "data.speaker_norm", f"needs a speaker for every clip; {nameless[0]} has none"
+        )
+    paths = [str(c.path) for c in clips]
+    found = speaker_audio_norms(cache, [keys[p] for p in paths], [c.speaker for c in clips])
+    return dict(zip(paths, found, strict=True))
+
+
 def prepare_data(
     config: Any,
     run_dir: str | Path,
@@ -114,6 +131,7 @@ def prepare_data(
             console.print(f"skipped {path}: {problem}", highlight=False, soft_wrap=True)
     cache = FeatureCache(config.data.cache_dir)
     index = {name: i for i, name in enumerate(class_names)}
+    norms = speaker_norms(config, cache, [c for c in clips if str(c.path) in keys], keys)
     datasets, labels = {}, {}
     for part in PARTS:
         usable = [clips[i] for i in getattr(split, part) if str(clips[i].path) in keys]
@@ -124,6 +142,7 @@ def prepare_data(
             cache,
             train=part == "train",
             max_audio_frames=config.train.max_audio_frames if part == "train" else None,
+            audio_norms=[norms[str(c.path)] for c in usable] if norms is not None else None,
         )
     if not len(datasets["train"]):
         raise DataError("no usable clips in the training split; see the skipped clips above")

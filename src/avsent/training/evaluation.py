@@ -14,7 +14,7 @@ from avsent.data.preprocess import preprocess
 from avsent.data.splits import Split, make_split
 from avsent.errors import AvsentError
 from avsent.training.checkpoint import load_model
-from avsent.training.data import SPLIT_FILE, load_clips
+from avsent.training.data import SPLIT_FILE, load_clips, speaker_norms
 from avsent.training.distributed import DistContext, resolve_device
 from avsent.training.loop import evaluate
 from avsent.training.metrics import classification_report
@@ -61,7 +61,16 @@ def evaluate_run(
     items = [(pre.features[c.path], index[c.label]) for c in chosen if c.path in pre.features]
     if not items:
         raise AvsentError(f"no usable clips in the {part!r} part of {config.data.dataset.name!r}")
-    dataset = ClipDataset(items, FeatureCache(config.data.cache_dir), train=False)
+    cache = FeatureCache(config.data.cache_dir)
+    usable = [c for c in chosen if c.path in pre.features]
+    keyed = {str(c.path): pre.features[c.path] for c in usable}
+    norms = speaker_norms(config, cache, usable, keyed)
+    dataset = ClipDataset(
+        items,
+        cache,
+        train=False,
+        audio_norms=[norms[str(c.path)] for c in usable] if norms is not None else None,
+    )
     ev = evaluate(model, dataset, config=config, ctx=DistContext(device=device))
     return {
         "run": str(run),
