@@ -8,6 +8,7 @@ from typing import Any
 
 import rich_click as click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from avsent import __version__
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except AvsentError as exc:
-        err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
         sys.exit(2)
 
 

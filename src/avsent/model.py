@@ -30,8 +30,8 @@ class InputSpec:
 
     audio_features: int = 140
     video_channels: int = 3
-    video_frames: int = 16
-    video_size: int = 64
+    video_frames: int = 8
+    video_size: int = 32
     geometry_dim: int = 0
 
 

@@ -23,10 +23,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from avsent.config import NONE, apply_overrides, atomic_write_text, from_dict
-from avsent.errors import ConfigError
+from avsent.config import NONE, apply_overrides, atomic_write_text, from_dict, load_toml, to_dict
+from avsent.errors import AvsentError, ConfigError
 from avsent.registry import get_registry
 from avsent.run_config import RunConfig, run_config_dict
+from avsent.training.checkpoint import CONFIG_FILE
 
 MODEL_SLOTS = ("audio", "video", "audio_intra", "video_intra", "fusion", "head")
 METRICS = ("accuracy", "macro_recall", "macro_f1")
@@ -169,12 +170,13 @@ def reproduce(
         reports = []
         for seed in seeds:
             run_dir = out_dir / row.key / f"seed-{seed}"
+            config = row_config(row, base_dict, overrides, seed)
+            check_same_config(run_dir, config)
             done = run_dir / REPORT_JSON
             if done.is_file():
                 reports.append(json.loads(done.read_text()))
                 continue
             console.rule(f"{table}: {row.label}, seed {seed}")
-            config = row_config(row, base_dict, overrides, seed)
             result = train(
                 config, run_dir=run_dir, resume=run_dir.exists(), console=console, progress=progress
             )
@@ -183,6 +185,28 @@ def reproduce(
     write_table(out_dir, table, results)
     console.print(table_view(table, results))
     return results
+
+
+def check_same_config(run_dir: Path, config: RunConfig) -> None:
+    """A run folder is reused only for the very config it was trained with."""
+    saved_path = run_dir / CONFIG_FILE
+    if not saved_path.is_file():
+        return
+    saved, wanted = load_toml(saved_path), to_dict(config)
+    if saved != wanted:
+        field = _first_difference(saved, wanted)
+        raise AvsentError(
+            f"{run_dir} was trained with another config (first difference: {field}); "
+            "choose another --out, or delete that folder to retrain it"
+        )
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                return _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else key)
+    return path or "(whole config)"
 
 
 def select_rows(table: str, keys: Sequence[str] | None) -> tuple[Row, ...]:

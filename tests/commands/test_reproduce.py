@@ -67,3 +67,18 @@ def test_rows_pick_by_key_and_unknown_keys_are_named() -> None:
     assert "drsn-audio" not in [r.key for r in select_rows("table4", None)]  # not in the paper
     with pytest.raises(ConfigError, match="no row 'lstm'"):
         select_rows("table4", ["lstm"])
+
+
+def test_a_run_folder_is_reused_only_for_its_own_config(tmp_path: Path) -> None:
+    from avsent.config import dump_toml, to_dict
+    from avsent.errors import AvsentError
+    from avsent.reproduce import check_same_config
+
+    base = run_config_dict("mavsa-di-small")
+    row = TABLES["table5"][0]
+    config = row_config(row, base, {}, seed=0)
+    (tmp_path / "config.toml").write_text(dump_toml(to_dict(config)))
+    check_same_config(tmp_path, config)  # the same config: fine
+    other = row_config(row, base, {"train.epochs": 2}, seed=0)
+    with pytest.raises(AvsentError, match=r"first difference: train\.epochs"):
+        check_same_config(tmp_path, other)

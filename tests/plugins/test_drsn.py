@@ -162,6 +162,9 @@ def test_padding_does_not_change_a_clips_tokens(changes):
 def test_a_lone_sample_trains():
     model = small().train()
     model(torch.randn(1, 20, 9)).x.sum().backward()  # BatchNorm1d alone would refuse
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
 
 
 def test_rejects_wrong_rank():

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import rich_click as click
+from rich.markup import escape
 from rich.table import Table
 
 from avsent.cli import console, err_console
@@ -49,11 +50,11 @@ def predict(run: Path, files: tuple[Path, ...], as_json: bool) -> None:
                 continue
             ranked = sorted(r.probabilities.items(), key=lambda kv: -kv[1])[:TOP]
             top = "  ".join(f"{name} {100 * p:.1f}" for name, p in ranked)
-            table.add_row(str(r.path), f"[bold]{r.label}[/bold]", top)
+            table.add_row(escape(str(r.path)), f"[bold]{escape(r.label)}[/bold]", top)
         if table.row_count:
             console.print(table)
     failed = [r for r in results if r.error is not None]
     for r in failed:
-        err_console.print(f"[bold red]error:[/bold red] {r.error}", highlight=False)
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(r.error))}", highlight=False)
     if failed:
         sys.exit(1)

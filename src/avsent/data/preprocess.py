@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -264,4 +265,4 @@ def _summarise(result: PreprocessResult) -> None:
         f"{len(result.failed)} failed"
     )
     for path, problem in result.failed:
-        console.print(f"  [red]skipped[/red] {path}: {problem}", highlight=False)
+        console.print(f"  [red]skipped[/red] {escape(f'{path}: {problem}')}", highlight=False)

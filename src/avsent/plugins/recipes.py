@@ -37,7 +37,7 @@ MAVSA_DI: dict[str, Any] = {
 
 #: A CPU preset: narrower DRSN, the small I3DD, 8 frames of 32×32 faces, narrower attention.
 MAVSA_DI_SMALL: dict[str, Any] = {
-    "faces": {"crop_size": 32, "num_frames": 8},
+    "faces": {"crop_size": 32, "num_frames": 8},  # pinned: stays small if the defaults grow
     "audio": {"name": "drsn", "stem_channels": 16, "widths": [16, 32, 64]},
     # the video plugin's "small" preset (avsent.plugins.i3dd.PRESETS)
     "video": {

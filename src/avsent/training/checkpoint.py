@@ -112,9 +112,15 @@ def load_model(
         if not path.is_file():
             raise CheckpointError(f"{run}: no checkpoint in {run}/{CHECKPOINT_DIR}; is it a run?")
     ckpt = read_checkpoint(path)
-    config = from_dict(RunConfig, ckpt.state["config"])
-    model = build_model(config, inputs_for(config), tuple(ckpt.state["class_names"]))
-    model.load_state_dict(ckpt.model_state)
+    try:
+        config = from_dict(RunConfig, ckpt.state["config"])
+        model = build_model(config, inputs_for(config), tuple(ckpt.state["class_names"]))
+        model.load_state_dict(ckpt.model_state)
+    except (KeyError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"{path}: does not fit the installed components ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0]}); was it written by another avsent or plugin version?"
+        ) from None
     return model.to(device).eval(), config
 
 

@@ -128,7 +128,9 @@ def prepare_data(
     keys, failed = cache_keys(clips, config, ctx, progress=progress and ctx.is_main)
     if failed and ctx.is_main and not progress:  # with progress, preprocess lists them itself
         for path, problem in failed:
-            console.print(f"skipped {path}: {problem}", highlight=False, soft_wrap=True)
+            console.print(
+                f"skipped {path}: {problem}", markup=False, highlight=False, soft_wrap=True
+            )
     cache = FeatureCache(config.data.cache_dir)
     index = {name: i for i, name in enumerate(class_names)}
     norms = speaker_norms(config, cache, [c for c in clips if str(c.path) in keys], keys)

@@ -46,7 +46,13 @@ def evaluate_run(
     if part == "all":
         chosen = clips
     elif config.data.dataset == trained.data.dataset and split_file.is_file():
-        chosen = Split.load(split_file).part(part)
+        saved = Split.load(split_file)
+        if not saved.matches(clips):
+            raise AvsentError(
+                f"{split_file}: the dataset's clips changed since this run was split; "
+                "evaluate with --split all or on other --data"
+            )
+        chosen = saved.part(part)
     else:
         split = make_split(clips, config.data.split, config.train.seed)
         chosen = [clips[i] for i in getattr(split, part)]
@@ -56,15 +62,20 @@ def evaluate_run(
             f"labels {unknown} are not classes of this model ({', '.join(model.class_names)}); "
             "map them with data.dataset.label_map"
         )
-    pre = preprocess(chosen, config, workers=config.data.workers, progress=progress)
+    # per-speaker statistics come from all of a speaker's clips, as in training
+    speakers = {c.speaker for c in chosen}
+    pool = [c for c in clips if c.speaker in speakers] if config.data.speaker_norm else chosen
+    pre = preprocess(pool, config, workers=config.data.workers, progress=progress)
     index = {name: i for i, name in enumerate(model.class_names)}
     items = [(pre.features[c.path], index[c.label]) for c in chosen if c.path in pre.features]
     if not items:
         raise AvsentError(f"no usable clips in the {part!r} part of {config.data.dataset.name!r}")
     cache = FeatureCache(config.data.cache_dir)
     usable = [c for c in chosen if c.path in pre.features]
-    keyed = {str(c.path): pre.features[c.path] for c in usable}
-    norms = speaker_norms(config, cache, usable, keyed)
+    pooled = [c for c in pool if c.path in pre.features]
+    norms = speaker_norms(
+        config, cache, pooled, {str(c.path): pre.features[c.path] for c in pooled}
+    )
     dataset = ClipDataset(
         items,
         cache,
@@ -80,5 +91,5 @@ def evaluate_run(
         "checkpoint": which,
         **classification_report(ev.y_true, ev.y_pred, model.class_names),
         "loss": ev.loss,
-        "skipped_clips": [[str(p), problem] for p, problem in pre.failed],
+        "skipped_clips": [[str(p), why] for p, why in pre.failed if p in {c.path for c in chosen}],
     }

@@ -397,8 +397,9 @@ class Trainer:
                     f"{str(exc).splitlines()[0]}); set train.compile=false",
                 ) from exc
         if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"the training loss became {loss.item()}; lower train.lr or turn off train.amp"
+            raise ConfigError(
+                "train.lr",
+                f"the training loss became {loss.item()}; lower it or turn off train.amp",
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
