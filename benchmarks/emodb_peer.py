@@ -35,30 +35,18 @@ from pathlib import Path
 import attrs
 import numpy as np
 
+from avsent.data.corpora import DEFAULT_MAPS, EMODB_EMOTIONS
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_EMODB = REPO.parent / "shared" / "data" / "speech" / "emodb"
 OUTPUT = Path(__file__).resolve().parent / "output"
 FEATURE_SETS = ("eGeMAPSv02", "ComParE_2016")
 
 #: EmoDB's code letter (6th character of the file name) → class; boredom (L) left out.
-EMODB_CLASSES = {
-    "W": "anger",
-    "E": "disgust",
-    "A": "fear",
-    "F": "happiness",
-    "T": "sadness",
-    "N": "neutral",
-}
+#: The codes and avsent's names for them come from the emodb dataset plugin's tables.
+AVSENT_NAMES = DEFAULT_MAPS["emodb"]
+EMODB_CLASSES = {code: name for code, name in EMODB_EMOTIONS.items() if name in AVSENT_NAMES}
 CLASS_NAMES = tuple(EMODB_CLASSES.values())
-#: the same classes under avsent's names (avsent.labels.EMOTIONS), for the avsent side
-AVSENT_NAMES = {
-    "anger": "angry",
-    "disgust": "disgusted",
-    "fear": "fear",
-    "happiness": "happy",
-    "sadness": "sad",
-    "neutral": "neutral",
-}
 C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)  #: the tuned peer's inner search
 
 
