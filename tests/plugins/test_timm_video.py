@@ -48,3 +48,16 @@ def test_pretrained_from_a_local_file(tmp_path):
     config = TimmFramesConfig(model="resnet10t", pretrained=True, weights_file=str(path))
     model = TimmFrames(config, in_channels=3, frames=2, size=32)
     assert torch.equal(model.backbone.conv1[0].weight, source.conv1[0].weight)
+
+
+def test_padded_frames_do_not_reach_real_tokens():
+    config = TimmFramesConfig(model="resnet10t", temporal_stride=2)
+    model = TimmFrames(config, in_channels=3, frames=4, size=32).eval()
+    x = torch.randn(1, 3, 4, 32, 32)
+    mask = torch.tensor([[True, True, True, False]])
+    noisy = x.clone()
+    noisy[:, :, 3] = 50 * torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        clean, dirty = model(x, mask), model(noisy, mask)
+    torch.testing.assert_close(clean.x[0, :2], dirty.x[0, :2])
+    assert clean.mask.tolist() == [[True, True]]

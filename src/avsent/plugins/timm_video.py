@@ -48,12 +48,18 @@ class TimmFrames(nn.Module):
         b, c, t, h, w = x.shape
         per_frame = x.transpose(1, 2).reshape(b * t, c, h, w)
         feats = self.backbone(per_frame).reshape(b, t, -1)
+        weight = mask.unsqueeze(-1).to(feats.dtype)
+        feats = feats * weight  # padded frames carry nothing
         stride = self.config.temporal_stride
-        if stride > 1:
-            feats = nn.functional.avg_pool1d(
-                feats.transpose(1, 2), stride, stride, ceil_mode=True
-            ).transpose(1, 2)
+        if stride > 1:  # masked mean over each group of `stride` frames
+            feats = _pool(feats, stride) / _pool(weight, stride).clamp_min(1e-6)
         return Tokens(feats, downsample_mask(mask, feats.shape[1]))
+
+
+def _pool(values: torch.Tensor, stride: int) -> torch.Tensor:
+    """Mean over each run of ``stride`` steps of [B, T, D] → [B, ceil(T / stride), D]."""
+    pooled = nn.functional.avg_pool1d(values.transpose(1, 2), stride, stride, ceil_mode=True)
+    return pooled.transpose(1, 2)
 
 
 def _create(config: TimmFramesConfig, in_channels: int) -> nn.Module:
