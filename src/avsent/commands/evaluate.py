@@ -35,6 +35,7 @@ SPLITS = ("test", "val", "train", "all")
     help="Report folder (default: `RUN/evaluations/DATASET-SPLIT`).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--no-progress", is_flag=True, help="No progress bars (e.g. in log files).")
 def evaluate(
     run: Path,
     data: str | None,
@@ -43,6 +44,7 @@ def evaluate(
     overrides: tuple[str, ...],
     out: Path | None,
     as_json: bool,
+    no_progress: bool,
 ) -> None:
     """Metrics of RUN's model (accuracy, macro recall/F1, per class, confusion matrix).
 
@@ -56,11 +58,14 @@ def evaluate(
     changes = {**data_overrides(data), **parse_overrides(overrides)}
     part = split or ("all" if data else "test")
     report = evaluate_run(
-        run, which=which, part=part, reconfigure=lambda c: with_overrides(c, changes)
+        run,
+        which=which,
+        part=part,
+        reconfigure=lambda c: with_overrides(c, changes),
+        progress=not no_progress,
     )
-    out = (
-        out or (run if run.is_dir() else run.parent) / "evaluations" / f"{report['dataset']}-{part}"
-    )
+    run_dir = run if run.is_dir() else run.parent.parent  # RUN/checkpoints/best.safetensors
+    out = out or run_dir / "evaluations" / f"{report['dataset']}-{part}"
     write_report(out, report)
     if as_json:
         click.echo(json.dumps(report, indent=2))
