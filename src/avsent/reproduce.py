@@ -310,6 +310,6 @@ def table_view(table: str, results: list[dict[str, Any]]) -> Table:
             r["model"],
             r["modality"],
             *(_cell(r[m]) for m in METRICS),
-            f"{r['paper']['accuracy']:.2f}",
+            f"{r['paper']['accuracy']:.2f}" if r["paper"] else "–",
         )
     return view

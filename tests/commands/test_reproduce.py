@@ -82,3 +82,13 @@ def test_a_run_folder_is_reused_only_for_its_own_config(tmp_path: Path) -> None:
     other = row_config(row, base, {"train.epochs": 2}, seed=0)
     with pytest.raises(AvsentError, match=r"first difference: train\.epochs"):
         check_same_config(tmp_path, other)
+
+
+def test_a_row_the_paper_lacks_is_written_with_a_dash(tmp_path: Path) -> None:
+    from avsent.reproduce import table_view, write_table
+
+    extra = {"model": "DRSN (audio branch)", "modality": "Audio", "runs": 1, "paper": None}
+    extra.update({m: {"mean": 50.0, "std": 0.0} for m in ("accuracy", "macro_recall", "macro_f1")})
+    write_table(tmp_path, "table4", [extra])
+    assert "| – |" in (tmp_path / "table4.md").read_text()
+    assert table_view("table4", [extra]).row_count == 1
