@@ -33,6 +33,7 @@ import av
 import cv2
 import numpy as np
 from attrs import validators as v
+from rich.progress import Progress
 
 from avsent.contracts import Clip
 from avsent.errors import AvsentError
@@ -533,9 +534,13 @@ def generate(cfg: SyntheticConfig) -> list[Clip]:
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         try:
             entries = []
-            for name, label, speaker, seed in clip_plan(cfg):
-                generate_clip(cfg, label, speaker, np.random.default_rng(seed), tmp / name)
-                entries.append({"file": name, "label": label, "speaker": speaker.name})
+            plan = clip_plan(cfg)
+            with Progress(transient=True) as bar:  # once per config: tell the user why we wait
+                task = bar.add_task(f"Generating synthetic clips in {folder}", total=len(plan))
+                for name, label, speaker, seed in plan:
+                    generate_clip(cfg, label, speaker, np.random.default_rng(seed), tmp / name)
+                    entries.append({"file": name, "label": label, "speaker": speaker.name})
+                    bar.advance(task)
             (tmp / INDEX_FILE).write_text(json.dumps(entries, indent=1))
             tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
             if folder.exists():  # incomplete leftovers of an older attempt
