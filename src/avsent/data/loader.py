@@ -212,8 +212,9 @@ def make_loader(
 ) -> DataLoader:
     """A DataLoader with settings that suit the device.
 
-    Workers stay alive between epochs (start-up costs more than an epoch of small clips);
-    memory is pinned only when batches go to a GPU. ``sampler`` (e.g. a DistributedSampler)
+    The trainer builds one loader per epoch, seeded by (seed, epoch) so a resumed run
+    repeats the same order; its workers therefore start once per epoch. Memory is pinned
+    only when batches go to a GPU. ``sampler`` (e.g. a DistributedSampler)
     replaces shuffling; ``seed`` fixes the shuffle order and the random crops.
     """
     use_sampler = sampler is not None
@@ -225,7 +226,6 @@ def make_loader(
         num_workers=workers,
         collate_fn=collate,
         pin_memory=torch.device(device).type == "cuda",
-        persistent_workers=workers > 0,
         prefetch_factor=2 if workers > 0 else None,
         drop_last=drop_last,
         generator=torch.Generator().manual_seed(seed),
