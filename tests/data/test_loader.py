@@ -142,7 +142,7 @@ def test_loader_with_worker_processes(dataset: ClipDataset) -> None:
     loader = make_loader(dataset, batch_size=3, shuffle=False, workers=1)
     batches = list(loader)
     assert len(batches) == 1 and batches[0].audio.shape == (3, F, 20)
-    assert loader.persistent_workers
+    assert loader.num_workers == 1 and not loader.persistent_workers  # one loader per epoch
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory needs a CUDA device")
