@@ -30,10 +30,10 @@ RECIPE = "drsn-audio"
 SETTINGS: dict[str, Any] = {
     "data.split.method": "loso",
     "data.split.val_fraction": 0.15,
-    "train.epochs": 30,
+    "train.epochs": 60,
     "train.batch_size": 16,
     "train.lr": 1e-3,
-    "train.patience": 10,
+    "train.patience": 20,
     "train.augment.time_masks": 2,
     "train.augment.time_mask_width": 10,
     "train.augment.freq_masks": 2,
