@@ -13,7 +13,7 @@ import difflib
 import fnmatch
 import os
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
@@ -114,7 +114,7 @@ class Registry:
             if self.pm.is_registered(plugin):
                 self.pm.unregister(plugin)
             return False
-        info.hooks = sorted(impl.name for impl in _hookcallers_of(self.pm, plugin))
+        info.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
         staged: list[Component] = []
         try:
             for kind, hook_name in KIND_HOOKS.items():
@@ -206,10 +206,6 @@ def _collector(kind: str, plugin: str, staged: list[Component]) -> Callable[...,
     return register
 
 
-def _hookcallers_of(pm: pluggy.PluginManager, plugin: object) -> Iterable[Any]:
-    return pm.get_hookcallers(plugin) or []
-
-
 def _split_names(value: str) -> set[str]:
     return {part.strip() for part in value.split(",") if part.strip()}
 
@@ -233,9 +229,3 @@ def get_registry() -> Registry:
     if _registry is None:
         _registry = Registry()
     return _registry
-
-
-def reset_registry() -> None:
-    """Forget the loaded registry so the next :func:`get_registry` reloads (env changes)."""
-    global _registry
-    _registry = None
