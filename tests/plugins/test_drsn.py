@@ -128,7 +128,11 @@ def test_widths_must_not_shrink(table):
 @pytest.mark.parametrize("lengths", [[1], [5, 3], [37, 8, 1], [64, 64]])
 @pytest.mark.parametrize(
     "changes",
-    [{}, {"shrinkage": "channel-shared", "freq_pooling": "attention", "out_dim": 6}],
+    [
+        {},
+        {"shrinkage": "channel-shared", "freq_pooling": "attention", "out_dim": 6},
+        {"freq_pooling": "flatten"},
+    ],
 )
 def test_token_shapes_and_masks(lengths, changes):
     model = small(**changes).eval()
@@ -141,7 +145,10 @@ def test_token_shapes_and_masks(lengths, changes):
     assert (tokens.x[~tokens.mask] == 0).all()
 
 
-@pytest.mark.parametrize("changes", [{}, {"stem_stride": 2, "freq_pooling": "attention"}])
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"stem_stride": 2, "freq_pooling": "attention"}, {"freq_pooling": "flatten"}],
+)
 def test_padding_does_not_change_a_clips_tokens(changes):
     torch.manual_seed(0)
     model = small(**changes)
@@ -157,6 +164,25 @@ def test_padding_does_not_change_a_clips_tokens(changes):
             valid = int(batch.mask[i].sum())
             assert valid == alone.x.shape[1]
             torch.testing.assert_close(batch.x[i, :valid], alone.x[0], atol=1e-5, rtol=1e-5)
+
+
+def test_flatten_keeps_every_frequency_bin_apart():
+    model = small(freq_pooling="flatten").eval()
+    # 20 rows → stem /2 → three stages /2 → 10, 5, 3, 2 bins of 8 channels
+    assert model.output_bins(20) == 2 and model.out_dim == 8 * 2
+    seen = {}
+    model.bn_out.register_forward_hook(lambda m, i, out: seen.update(h=torch.relu(out)))
+    with torch.no_grad():
+        tokens = model(torch.randn(2, 20, 16))
+    h = seen["h"]  # the last feature map [B, C, F', T']
+    torch.testing.assert_close(tokens.x, h.flatten(1, 2).transpose(1, 2))
+    # the mean over bins is what "mean" pooling would give: flatten holds strictly more
+    torch.testing.assert_close(tokens.x.view(2, -1, 8, 2).mean(-1), h.mean(2).transpose(1, 2))
+
+
+def test_rejects_features_of_another_height():
+    with pytest.raises(ValueError, match="built for 20 feature rows, got 24"):
+        small()(torch.randn(2, 24, 9))
 
 
 def test_a_lone_sample_trains():

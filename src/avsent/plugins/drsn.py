@@ -12,7 +12,10 @@ DRSN the residual branch then goes through soft thresholding with a learned thre
 
 and the identity is added. A downsampling identity is average pooling with the stride,
 zero-padded with extra channels (no projection conv), as in the paper. After a final
-BN-ReLU, frequency is pooled (mean or learned attention) into tokens [B, T', D].
+BN-ReLU, frequency is pooled into tokens [B, T', D]: the mean or a learned attention over
+the remaining bins (D = C), or ``flatten``, which keeps every bin's channels (D = C · F'),
+so the tokens still say *where* in frequency the energy sits — pitch and formant
+positions, which averaging over frequency throws away.
 
 Padding: positions where the mask is False are zeroed before every convolution and left
 out of the threshold statistics, so in eval mode a clip's tokens are the same whether or
@@ -27,6 +30,7 @@ CPU, with the paper's stride-2 stem; ``units_per_stage = 4`` is the paper's dept
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Literal
 
 import attrs
@@ -67,8 +71,8 @@ class ResNetConfig:
     units_per_stage: int = attrs.field(default=2, validator=v.ge(1))  #: paper: 4
     freq_stride: int = attrs.field(default=2, validator=v.ge(1))  #: first unit of each stage
     time_stride: int = attrs.field(default=2, validator=v.ge(1))  #: first unit of each stage
-    freq_pooling: Literal["mean", "attention"] = attrs.field(
-        default="mean", validator=v.in_(("mean", "attention"))
+    freq_pooling: Literal["mean", "attention", "flatten"] = attrs.field(
+        default="mean", validator=v.in_(("mean", "attention", "flatten"))
     )
     dropout: float = attrs.field(default=0.1, validator=[v.ge(0.0), v.lt(1.0)])
     out_dim: int | None = attrs.field(default=None, validator=v.optional(v.ge(1)))  #: projection
@@ -189,15 +193,29 @@ class DRSN(nn.Module):
         self.units = nn.ModuleList(units)
         self.bn_out = nn.BatchNorm2d(channels)
         self.freq_attention = nn.Conv2d(channels, 1, 1) if c.freq_pooling == "attention" else None
+        token_dim = channels
+        if c.freq_pooling == "flatten":
+            token_dim *= self.output_bins(in_features)
         self.dropout = nn.Dropout(c.dropout)
-        self.proj = nn.Linear(channels, c.out_dim) if c.out_dim else None
-        self.out_dim = c.out_dim or channels
+        self.proj = nn.Linear(token_dim, c.out_dim) if c.out_dim else None
+        self.out_dim = c.out_dim or token_dim
         #: input frames per output token
         self.time_reduction = c.stem_stride * c.time_stride ** len(c.widths)
+
+    def output_bins(self, in_features: int) -> int:
+        """Frequency bins left after the stem and every stage (stride s: ⌈F / s⌉)."""
+        bins = math.ceil(in_features / self.config.stem_stride)
+        for _ in self.config.widths:
+            bins = math.ceil(bins / self.config.freq_stride)
+        return bins
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> Tokens:
         if x.dim() != 3:
             raise ValueError(f"DRSN expects features [B, F, T], got {tuple(x.shape)}")
+        if x.shape[1] != self.in_features:
+            raise ValueError(
+                f"DRSN was built for {self.in_features} feature rows, got {x.shape[1]}"
+            )
         if mask is None:
             mask = torch.ones(x.shape[0], x.shape[2], dtype=torch.bool, device=x.device)
         m = mask[:, None, None, :].to(x.dtype)
@@ -207,7 +225,9 @@ class DRSN(nn.Module):
         for unit in self.units:
             h, m = unit(h, m)
         h = F.relu(self.bn_out(h))  # [B, C, F', T']
-        if self.freq_attention is None:
+        if self.config.freq_pooling == "flatten":
+            pooled = h.flatten(1, 2)  # [B, C·F', T'], the bins of channel 0 first
+        elif self.freq_attention is None:
             pooled = h.mean(dim=2)
         else:
             weights = torch.softmax(self.freq_attention(h), dim=2)  # over frequency
