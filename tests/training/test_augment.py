@@ -257,3 +257,17 @@ def test_mixup_loss_mixes_the_two_losses():
     loss = mixup_loss(logits, ta, tb, 0.3, ce)
     assert torch.allclose(loss, 0.3 * ce(logits, ta) + 0.7 * ce(logits, tb))
     assert torch.allclose(mixup_loss(logits, ta, tb, 1.0, ce), ce(logits, ta))
+
+
+@pytest.mark.parametrize(("field", "value"), [("gain_db", 3.0), ("noise_min_snr_db", 10.0)])
+def test_db_augmentations_are_refused_on_speaker_normalised_features(field, value):
+    from avsent.run_config import default_run_config
+    from avsent.training.augment import check_augment
+
+    settings = {"data.speaker_norm": True}
+    check_augment(default_run_config("drsn-audio", settings))  # the defaults are unit-free
+    with pytest.raises(ConfigError, match=f"train.augment.{field}: works on dB features"):
+        check_augment(
+            default_run_config("drsn-audio", {**settings, f"train.augment.{field}": value})
+        )
+    check_augment(default_run_config("drsn-audio", {f"train.augment.{field}": value}))

@@ -29,6 +29,9 @@ on waveforms: the audio map is ``[log-mel in dB (n_mels rows) ; chroma (chroma_b
 
 ``gain_db`` and ``noise_min_snr_db`` read the mel rows as dB (the mel-chroma front-end's
 default); with its ``per_utterance_norm`` a gain is normalised away, so leave them off.
+With ``data.speaker_norm`` the rows arrive in units of the speaker's standard deviation,
+where "3 dB" would be a shift of three standard deviations: :func:`check_augment` refuses
+that combination (the speaker normalisation already takes out each speaker's level).
 
 Every random draw comes from the caller's ``torch.Generator``, so a resumed run that
 restores the generator state repeats the same augmentation.
@@ -37,14 +40,32 @@ restores the generator state repeats the same augmentation.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from avsent.errors import ConfigError
 from avsent.model import Batch
 from avsent.run_config import AugmentConfig
+
+
+def check_augment(config: Any) -> None:
+    """Refuse augmentations whose units the configured features do not have."""
+    aug = config.train.augment
+    if config.data.speaker_norm:
+        for field, active in (
+            ("gain_db", aug.gain_db > 0),
+            ("noise_min_snr_db", aug.noise_min_snr_db is not None),
+        ):
+            if active:
+                raise ConfigError(
+                    f"train.augment.{field}",
+                    "works on dB features, but data.speaker_norm standardises them first "
+                    "(a 3 dB gain would become 3 standard deviations); turn one of them off",
+                )
 
 
 def augment_batch(

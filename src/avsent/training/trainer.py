@@ -23,6 +23,7 @@ from avsent.data.splits import n_folds
 from avsent.errors import AvsentError, ConfigError
 from avsent.model import build_model, inputs_for
 from avsent.training import distributed
+from avsent.training.augment import check_augment
 from avsent.training.checkpoint import CONFIG_FILE, checkpoint_path, read_checkpoint
 from avsent.training.data import RunData, load_clips, prepare_data
 from avsent.training.loop import (
@@ -71,6 +72,7 @@ def train(
 
     Under ``torchrun`` every process calls this; rank 0 alone writes and prints.
     """
+    check_augment(config)
     ctx = distributed.setup(config.train.device)
     console = console or Console()
     run_dir = Path(run_dir)
