@@ -13,6 +13,7 @@ together, as the peer does.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -59,8 +60,22 @@ def confusion_scores(matrix: np.ndarray) -> dict[str, float]:
     }
 
 
+def config_digest(config: Any) -> str:
+    """A short hash of everything in the run config but the seed and the cache folder.
+
+    Runs live in a folder named after it, so finished folds are reused only by the very
+    same settings — never by a run whose options (or avsent's defaults) have changed."""
+    from avsent.config import to_dict
+
+    data = to_dict(config)
+    data["train"].pop("seed")
+    data["data"].pop("cache_dir")
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def run_seed(emodb_dir: Path, seed: int, out_dir: Path, overrides: dict[str, Any]) -> list[dict]:
-    """One seed's fold reports (finished folds are kept: re-running resumes)."""
+    """One seed's fold reports (finished folds of the same settings are kept: re-running
+    resumes)."""
     from avsent.run_config import default_run_config
     from avsent.training.trainer import train_folds
 
@@ -75,7 +90,8 @@ def run_seed(emodb_dir: Path, seed: int, out_dir: Path, overrides: dict[str, Any
             **overrides,
         },
     )
-    result = train_folds(config, run_dir=out_dir / f"seed-{seed}", resume=True, progress=False)
+    run_dir = out_dir / config_digest(config) / f"seed-{seed}"
+    result = train_folds(config, run_dir=run_dir, resume=True, progress=False)
     return result.reports
 
 
