@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from avsent.config import NONE
 from avsent.errors import ConfigError
 from avsent.model import Batch
 from avsent.run_config import AugmentConfig
@@ -55,7 +56,7 @@ from avsent.run_config import AugmentConfig
 def check_augment(config: Any) -> None:
     """Refuse augmentations whose units the configured features do not have."""
     aug = config.train.augment
-    if config.data.speaker_norm:
+    if config.data.speaker_norm and config.audio.name != NONE:
         for field, active in (
             ("gain_db", aug.gain_db > 0),
             ("noise_min_snr_db", aug.noise_min_snr_db is not None),
