@@ -260,14 +260,27 @@ def test_mixup_loss_mixes_the_two_losses():
 
 
 @pytest.mark.parametrize(("field", "value"), [("gain_db", 3.0), ("noise_min_snr_db", 10.0)])
-def test_db_augmentations_are_refused_on_speaker_normalised_features(field, value):
+@pytest.mark.parametrize("standardiser", ["data.speaker_norm", "audio_frontend.per_utterance_norm"])
+def test_db_augmentations_are_refused_on_standardised_features(field, value, standardiser):
     from avsent.run_config import default_run_config
     from avsent.training.augment import check_augment
 
-    settings = {"data.speaker_norm": True}
-    check_augment(default_run_config("drsn-audio", settings))  # the defaults are unit-free
-    with pytest.raises(ConfigError, match=f"train.augment.{field}: works on dB features"):
-        check_augment(
-            default_run_config("drsn-audio", {**settings, f"train.augment.{field}": value})
-        )
+    on = {standardiser: True}
+    check_augment(default_run_config("drsn-audio", on))  # the default augmentations are unit-free
+    with pytest.raises(ConfigError, match=f"train.augment.{field}: .*{standardiser}"):
+        check_augment(default_run_config("drsn-audio", {**on, f"train.augment.{field}": value}))
     check_augment(default_run_config("drsn-audio", {f"train.augment.{field}": value}))
+    # a model without audio is not affected
+    check_augment(default_run_config("i3dd-visual", {**on, f"train.augment.{field}": value}))
+
+
+def test_training_checks_augmentation_before_anything_else(tmp_path):
+    from avsent.run_config import default_run_config
+    from avsent.training.trainer import train
+
+    config = default_run_config(
+        "drsn-audio", {"data.speaker_norm": True, "train.augment.gain_db": 6.0}
+    )
+    with pytest.raises(ConfigError, match="6 dB on features standardised by data.speaker_norm"):
+        train(config, run_dir=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()  # refused before the run folder or data

@@ -28,10 +28,10 @@ on waveforms: the audio map is ``[log-mel in dB (n_mels rows) ; chroma (chroma_b
 * ``mixup_alpha`` — mixup (Zhang et al. 2018) via :func:`mixup` / :func:`mixup_loss`.
 
 ``gain_db`` and ``noise_min_snr_db`` read the mel rows as dB (the mel-chroma front-end's
-default); with its ``per_utterance_norm`` a gain is normalised away, so leave them off.
-With ``data.speaker_norm`` the rows arrive in units of the speaker's standard deviation,
+default). With ``data.speaker_norm`` the rows arrive in units of the speaker's standard deviation,
 where "3 dB" would be a shift of three standard deviations: :func:`check_augment` refuses
-that combination (the speaker normalisation already takes out each speaker's level).
+both options there and with ``per_utterance_norm`` (the standardisation already takes out
+the level).
 
 Every random draw comes from the caller's ``torch.Generator``, so a resumed run that
 restores the generator state repeats the same augmentation.
@@ -54,19 +54,40 @@ from avsent.run_config import AugmentConfig
 
 
 def check_augment(config: Any) -> None:
-    """Refuse augmentations whose units the configured features do not have."""
+    """Refuse dB augmentations when the model's audio features are not in dB.
+
+    Per-speaker (``data.speaker_norm``) or per-clip (the front-end's
+    ``per_utterance_norm``) standardisation turns dB into standard deviations before the
+    batch is augmented."""
+    if config.audio.name == NONE:
+        return
+    per_clip = getattr(config.audio_frontend.config, "per_utterance_norm", False)
+    standardisers = [
+        name
+        for name, on in (
+            ("data.speaker_norm", config.data.speaker_norm),
+            ("audio_frontend.per_utterance_norm", per_clip),
+        )
+        if on
+    ]
+    if not standardisers:
+        return
+    standardiser = standardisers[0]
     aug = config.train.augment
-    if config.data.speaker_norm and config.audio.name != NONE:
-        for field, active in (
-            ("gain_db", aug.gain_db > 0),
-            ("noise_min_snr_db", aug.noise_min_snr_db is not None),
-        ):
-            if active:
-                raise ConfigError(
-                    f"train.augment.{field}",
-                    "works on dB features, but data.speaker_norm standardises them first "
-                    "(a 3 dB gain would become 3 standard deviations); turn one of them off",
-                )
+    if aug.gain_db > 0:
+        raise ConfigError(
+            "train.augment.gain_db",
+            f"{aug.gain_db:g} dB on features standardised by {standardiser} would be "
+            f"{aug.gain_db:g} standard deviations; set train.augment.gain_db=0 or "
+            f"{standardiser}=false",
+        )
+    if aug.noise_min_snr_db is not None:
+        raise ConfigError(
+            "train.augment.noise_min_snr_db",
+            f"adds noise to dB features, but {standardiser} standardises them first; "
+            f"leave noise_min_snr_db unset (noise_std works in standard deviations) or set "
+            f"{standardiser}=false",
+        )
 
 
 def augment_batch(
