@@ -180,6 +180,25 @@ def test_flatten_keeps_every_frequency_bin_apart():
     torch.testing.assert_close(tokens.x.view(2, -1, 8, 2).mean(-1), h.mean(2).transpose(1, 2))
 
 
+@pytest.mark.parametrize("height", [1, 7, 19, 140])
+@pytest.mark.parametrize(("stem_stride", "freq_stride"), [(1, 1), (2, 2), (1, 3), (2, 3)])
+@pytest.mark.parametrize("out_dim", [None, 6])
+def test_flatten_width_matches_the_convolutions(height, stem_stride, freq_stride, out_dim):
+    model = DRSN(
+        DRSNConfig(
+            **SMALL,
+            stem_stride=stem_stride,
+            freq_stride=freq_stride,
+            freq_pooling="flatten",
+            out_dim=out_dim,
+        ),
+        in_features=height,
+    ).eval()
+    with torch.no_grad():
+        tokens = model(torch.randn(2, height, 12))
+    assert tokens.x.shape[-1] == model.out_dim == (out_dim or 8 * model.output_bins(height))
+
+
 def test_rejects_features_of_another_height():
     with pytest.raises(ValueError, match="built for 20 feature rows, got 24"):
         small()(torch.randn(2, 24, 9))
