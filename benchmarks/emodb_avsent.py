@@ -120,9 +120,11 @@ def avsent_results(
     """The figures in :func:`emodb_peer.summarise_seeds`' shape, on the peer's ``folds``."""
     start = time.perf_counter()
     metrics = ("accuracy", "macro_recall", "macro_f1")
-    per_seed, per_fold_runs = [], []
+    per_seed, per_fold_runs, train_minutes = [], [], []
     for seed in seeds:
         reports = run_seed(Path(emodb_dir), seed, out_dir, overrides or {})
+        epochs = [epoch for r in reports for epoch in r["history"]]
+        train_minutes.append(sum(epoch["seconds"] for epoch in epochs) / 60)
         by_speaker = {_test_speaker(r): r for r in reports}
         if sorted(by_speaker) != sorted(f.speaker for f in folds):
             raise RuntimeError(f"avsent folds {sorted(by_speaker)} differ from the peer's")
@@ -136,13 +138,14 @@ def avsent_results(
         for f in folds
     }
     result: dict[str, Any] = {
-        "name": f"avsent {RECIPE} (DRSN → IMA, mel+chroma)",
+        "name": f"avsent {RECIPE} (DRSN → IMA, mel+chroma, speaker-normalised)",
         "short": f"avsent {RECIPE}",
         "pooled": {m: float(np.mean([p[m] for p in per_seed])) for m in metrics},
         "pooled_std": {m: float(np.std([p[m] for p in per_seed])) for m in metrics},
         "per_seed": per_seed,
         "per_fold": per_fold,
         "settings": {**SETTINGS, **(overrides or {})},
+        "train_minutes_per_seed": train_minutes,  #: summed epoch times, even of reused runs
         "seconds": time.perf_counter() - start,
     }
     for m in metrics:

@@ -362,6 +362,16 @@ def _emodb_section(run: BenchRun) -> list[str]:
         if "per_seed" in r:
             seeds = ", ".join(_pct(p["accuracy"]) for p in r["per_seed"])
             lines += [f"{r['name']}, accuracy per seed: {seeds}", ""]
+        if "settings" in r:
+            settings = ", ".join(f"`{k}={v}`" for k, v in r["settings"].items())
+            lines += [f"{r['name']}, settings over the recipe's defaults: {settings}", ""]
+        if "train_minutes_per_seed" in r:
+            minutes = ", ".join(f"{m:.0f}" for m in r["train_minutes_per_seed"])
+            lines += [
+                f"{r['name']}, training minutes per seed (all folds, summed epoch times; "
+                f"finished runs of the same settings are reused): {minutes}",
+                "",
+            ]
     tuned = [r for r in systems if "chosen_C" in r]
     if tuned:
         lines += [
