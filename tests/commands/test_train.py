@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -127,12 +126,9 @@ def test_speaker_kfold_writes_each_fold_and_a_mean_std_summary(workspace: Path) 
 def test_same_command_under_torchrun_with_two_gloo_processes(workspace: Path) -> None:
     """The README's multi-process launch, on CPU: one run folder, one report, printed once."""
     run_dir = workspace / "ddp"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", str(port), "-m", "avsent", "train", "mavsa-di-small",
+    command = [  # --standalone: torchrun picks and holds a free port itself
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "avsent", "train", "mavsa-di-small",
         *tiny_args(workspace), "--set", "train.device=cpu", "--epochs", "2",
         "--run-dir", str(run_dir), "--no-progress",
     ]  # fmt: skip

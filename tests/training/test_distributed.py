@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -42,10 +41,11 @@ def test_device_resolution() -> None:
         distributed.resolve_device("gpu-please")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _rendezvous_store() -> torch.distributed.TCPStore:
+    """The store the ranks meet at, hosted by this (parent) process as torchrun's agent
+    hosts it: the port stays bound from the moment it is chosen, so no other program can
+    take it before the ranks start (a free port found and released earlier could be)."""
+    return torch.distributed.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
 
 
 def _rank_main(rank: int, port: int, out: str, config_dict: dict) -> None:
@@ -56,7 +56,7 @@ def _rank_main(rank: int, port: int, out: str, config_dict: dict) -> None:
 
     os.environ.update(
         RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
+        MASTER_PORT=str(port), TORCHELASTIC_USE_AGENT_STORE="True",  # clients of the parent's
     )  # fmt: skip
     torch.set_num_threads(1)
     ctx = distributed.setup("cpu")
@@ -91,7 +91,8 @@ def test_ddp_two_gloo_processes_train_in_lockstep(tmp_path: Path, tiny_config) -
     from avsent.config import to_dict
 
     config = tiny_config(epochs=2, batch_size=8)
-    mp.spawn(_rank_main, args=(_free_port(), str(tmp_path), to_dict(config)), nprocs=2)
+    store = _rendezvous_store()
+    mp.spawn(_rank_main, args=(store.port, str(tmp_path), to_dict(config)), nprocs=2)
 
     infos = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for info in infos:
