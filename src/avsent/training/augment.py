@@ -62,17 +62,12 @@ def check_augment(config: Any) -> None:
     if config.audio.name == NONE:
         return
     per_clip = getattr(config.audio_frontend.config, "per_utterance_norm", False)
-    standardisers = [
-        name
-        for name, on in (
-            ("data.speaker_norm", config.data.speaker_norm),
-            ("audio_frontend.per_utterance_norm", per_clip),
-        )
-        if on
-    ]
-    if not standardisers:
+    if config.data.speaker_norm:
+        standardiser = "data.speaker_norm"
+    elif per_clip:
+        standardiser = "audio_frontend.per_utterance_norm"
+    else:
         return
-    standardiser = standardisers[0]
     aug = config.train.augment
     if aug.gain_db > 0:
         raise ConfigError(
