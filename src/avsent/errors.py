@@ -37,3 +37,31 @@ class NoFaceError(MediaError):
 
 class WeightsUnavailableError(AvsentError):
     """Pretrained weights are needed but cannot be downloaded (no network)."""
+
+
+class RunEnvironmentError(AvsentError):
+    """The machine, not a clip, failed (a killed worker, a full disk, no permission).
+
+    It stops the run instead of being counted as one skipped clip per file, since every
+    clip after it would fail the same way and training would go on with what was left.
+    """
+
+
+class WorkerDiedError(RunEnvironmentError):
+    """A preprocessing worker process died, e.g. killed by the OS when memory ran out."""
+
+
+class CacheWriteError(RunEnvironmentError):
+    """The feature cache cannot be written: disk full, no permission, read-only, ..."""
+
+
+class CacheLocationError(AvsentError):
+    """The feature cache's folder is not a folder (``data.cache_dir`` names a file)."""
+
+
+class TooManyFailuresError(AvsentError):
+    """Preprocessing lost more clips than ``data.max_failed_fraction`` allows, or a class."""
+
+
+class RunLockedError(AvsentError):
+    """Another live process is running in the same run folder."""

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import attrs
 import numpy as np
 import pytest
+from safetensors.numpy import save
 
-from avsent.data.cache import FeatureCache, content_hash
+from avsent.data.cache import MISSING, EntrySpec, FeatureCache, content_hash
 from avsent.data.features import ClipFeatures
+from avsent.errors import CacheLocationError
 
 
 def _features(seed: int = 0) -> ClipFeatures:
@@ -142,3 +145,77 @@ def test_stale_temporaries_are_removed_fresh_ones_kept(tmp_path: Path) -> None:
     os.utime(stale, (0, 0))
     assert cache.remove_stale_temporaries() == 1
     assert not stale.exists() and fresh.exists() and cache.get("fp/abc") is not None
+
+
+# -- content checks: checksum and shapes ---------------------------------------------------
+
+
+def test_flipped_tensor_bytes_are_never_served(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    cache.put("fp/abc", _features())
+    path = cache.path_of("fp/abc")
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0x01  # one bit of the video crops: the header still parses
+    path.write_bytes(bytes(data))
+    assert cache.problem("fp/abc") == "checksum mismatch"
+    assert not path.exists()  # deleted, so the next preprocessing recomputes it
+    assert cache.get("fp/abc") is None and cache.problem("fp/abc") == MISSING
+
+
+def test_tampered_face_fraction_fails_the_checksum(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    cache.put("fp/abc", _features())
+    path = cache.path_of("fp/abc")
+    path.write_bytes(path.read_bytes().replace(b'"0.75"', b'"0.25"'))
+    assert cache.get("fp/abc") is None
+
+
+def test_an_entry_without_checksum_is_refused(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    path = cache.path_of("fp/old")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(save({"audio": np.ones((3, 4), np.float32)}, metadata={"arrays": "audio"}))
+    assert "no checksum" in cache.problem("fp/old")
+
+
+@pytest.mark.parametrize(
+    ("features", "problem"),
+    [
+        (ClipFeatures(audio=np.ones((3, 4), np.float64)), "audio is float64"),
+        (ClipFeatures(video=np.zeros((4, 8, 6, 3), np.uint8)), "video crops are (4, 8, 6, 3)"),
+        (ClipFeatures(video=np.zeros((4, 8, 8, 2), np.uint8)), "expected [T, S, S, 1 or 3]"),
+        (
+            ClipFeatures(
+                video=np.zeros((4, 8, 8, 3), np.uint8), geometry=np.zeros((3, 5), np.float32)
+            ),
+            "geometry has 3 frames for 4 video frames",
+        ),
+    ],
+)
+def test_inconsistent_shapes_are_refused(
+    tmp_path: Path, features: ClipFeatures, problem: str
+) -> None:
+    cache = FeatureCache(tmp_path)
+    cache.put("fp/x", features)  # a valid checksum: only the shape check can catch these
+    assert problem in cache.problem("fp/x")
+    assert cache.get("fp/x") is None
+
+
+def test_an_entry_must_match_the_front_end_spec(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    spec = EntrySpec(audio_rows=6, video_size=8, video_channels=3, geometry_dim=5)
+    cache.put("fp/ok", _features())
+    assert cache.problem("fp/ok", spec) is None
+    cache.put("fp/rows", ClipFeatures(audio=np.ones((20, 89), np.float32)))
+    assert "the front-end gives size 6" in cache.problem("fp/rows", attrs.evolve(spec, video_size=None))  # fmt: skip
+    cache.put("fp/novideo", ClipFeatures(audio=np.ones((6, 9), np.float32)))
+    assert cache.problem("fp/novideo", spec) == "video is missing"
+    cache.put("fp/gray", attrs.evolve(_features(), video=np.zeros((4, 8, 8, 1), np.uint8)))
+    assert "1 channels, expected 3" in cache.problem("fp/gray", spec)
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_a_cache_dir_that_is_a_file_is_a_clear_error(tmp_path: Path, below: str) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(CacheLocationError, match="must be a folder, but .*file is a file"):
+        FeatureCache(tmp_path / "file" / below)

@@ -3,7 +3,10 @@
 The key is the file's content hash plus the front-end fingerprint, so renaming or moving
 a corpus keeps its features, while editing a clip or a front-end setting recomputes only
 what changed. Entries are written to a temporary file and renamed into place, so a killed
-run never leaves a half-written entry; an entry that cannot be read is treated as missing.
+run never leaves a half-written entry. Each entry carries a blake2b checksum of its arrays,
+checked with their shapes on every read: a damaged entry (flipped bits, a tampered file, a
+shape the front-ends do not produce) is deleted and reads as missing, so it is recomputed
+instead of being served.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import json
 import time
 from pathlib import Path
 
+import attrs
 import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
 from avsent.config import atomic_write_bytes, atomic_write_text
 from avsent.data.features import ClipFeatures
+from avsent.errors import CacheLocationError
 
 ENTRY_SUFFIX = ".safetensors"
 HASH_INDEX = "content-hashes.json"
@@ -28,6 +33,25 @@ _CHUNK = 1 << 20
 STALE_TEMPORARY_S = 3600.0
 #: array name → (dtype, number of dimensions) an entry must have
 _ARRAYS = {"audio": (np.float32, 2), "video": (np.uint8, 4), "geometry": (np.float32, 2)}
+#: what :meth:`FeatureCache.problem` answers for an entry that is not there
+MISSING = "missing"
+
+
+@attrs.frozen
+class EntrySpec:
+    """The arrays the configured front-ends produce, so an entry of another shape is refused.
+
+    ``None`` means the recipe does not use that modality (the entry must not hold it).
+    """
+
+    audio_rows: int | None  #: F of audio [F, T]
+    video_size: int | None  #: S of video [T, S, S, C]
+    video_channels: int | None = None  #: C of video
+    geometry_dim: int | None = None  #: G of geometry [T, G], when landmarks are on
+
+
+class DamagedEntry(ValueError):
+    """An entry's bytes or shapes are not what ``put`` wrote; the message says how."""
 
 
 def content_hash(path: str | Path) -> str:
@@ -44,6 +68,12 @@ class FeatureCache:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        existing = next(p for p in (self.root, *self.root.parents) if p.exists())
+        if not existing.is_dir():  # else the first write fails with a bare FileExistsError
+            raise CacheLocationError(
+                f"{self.root}: the feature cache (data.cache_dir) must be a folder, "
+                f"but {existing} is a file"
+            )
         self._hashes: dict[str, list] | None = None  # loaded on first use
         self._index_dirty = False
 
@@ -101,27 +131,25 @@ class FeatureCache:
         return self.root / fingerprint / f"{digest}{ENTRY_SUFFIX}"
 
     def __contains__(self, key: str) -> bool:
-        """Whether a readable entry exists; only its header is read (a damaged one is removed)."""
-        path = self.path_of(key)
+        """Whether a sound entry exists (read and checked in full; a damaged one is deleted)."""
+        return self.problem(key) is None
+
+    def problem(self, key: str, spec: EntrySpec | None = None) -> str | None:
+        """``None`` for a sound entry, else why it cannot be served: :data:`MISSING`, or the
+        damage found (checksum, shapes, ``spec``), after deleting it so it is recomputed."""
         try:
-            with safe_open(str(path), framework="numpy") as fh:
-                _check_names(path, fh)
+            self._read(key, spec)
         except FileNotFoundError:
-            return False
-        except (OSError, SafetensorError, ValueError):
-            path.unlink(missing_ok=True)
-            return False
-        return True
+            return MISSING
+        except DamagedEntry as exc:
+            return str(exc)
+        return None
 
     def get(self, key: str) -> ClipFeatures | None:
-        """The stored features, or ``None`` when missing or unreadable (then removed)."""
-        path = self.path_of(key)
+        """The stored features, or ``None`` when missing or damaged (then deleted)."""
         try:
-            return _read_entry(path)
-        except FileNotFoundError:
-            return None
-        except (OSError, SafetensorError, ValueError, KeyError):
-            path.unlink(missing_ok=True)  # corrupt: drop it so it is recomputed
+            return self._read(key)
+        except (FileNotFoundError, DamagedEntry):
             return None
 
     def put(self, key: str, features: ClipFeatures) -> None:
@@ -134,26 +162,84 @@ class FeatureCache:
         metadata = {"arrays": ",".join(arrays)}
         if features.face_fraction is not None:
             metadata["face_fraction"] = repr(float(features.face_fraction))
+        metadata["blake2b"] = _checksum(arrays, metadata.get("face_fraction", ""))
         atomic_write_bytes(self.path_of(key), save(arrays, metadata=metadata))
 
+    def _read(self, key: str, spec: EntrySpec | None = None) -> ClipFeatures:
+        """The checked entry; a damaged one is deleted and raises :class:`DamagedEntry`."""
+        path = self.path_of(key)
+        try:
+            return _read_entry(path, spec)
+        except FileNotFoundError:
+            raise
+        except (OSError, SafetensorError, ValueError, KeyError) as exc:
+            path.unlink(missing_ok=True)
+            if isinstance(exc, DamagedEntry):
+                raise
+            raise DamagedEntry(f"unreadable: {exc}") from exc
 
-def _read_entry(path: Path) -> ClipFeatures:
+
+def _checksum(arrays: dict[str, np.ndarray], face_fraction: str) -> str:
+    """blake2b of every array's name, dtype, shape and bytes, and of the face fraction."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name in sorted(arrays):
+        value = arrays[name]
+        digest.update(f"{name}:{value.dtype.str}:{value.shape};".encode())
+        digest.update(value.data)
+    digest.update(face_fraction.encode())
+    return digest.hexdigest()
+
+
+def _read_entry(path: Path, spec: EntrySpec | None) -> ClipFeatures:
     with safe_open(str(path), framework="numpy") as fh:
-        metadata = _check_names(path, fh)
-        stored = fh.keys()
-        arrays = {name: fh.get_tensor(name) for name in stored}
-    for name, value in arrays.items():
-        dtype, ndim = _ARRAYS[name]
-        if value.dtype != dtype or value.ndim != ndim:
-            raise ValueError(f"{path}: {name} is {value.dtype} {value.shape}")
+        metadata = _check_names(fh)
+        names = fh.keys()
+        arrays = {name: fh.get_tensor(name) for name in names}
     fraction = metadata.get("face_fraction")
+    checksum = metadata.get("blake2b")
+    if checksum is None:
+        raise DamagedEntry("no checksum (written before avsent checked entries)")
+    if checksum != _checksum(arrays, fraction or ""):
+        raise DamagedEntry("checksum mismatch")
+    _check_shapes(arrays, spec)
     return ClipFeatures(**arrays, face_fraction=float(fraction) if fraction else None)
 
 
-def _check_names(path: Path, fh) -> dict[str, str]:
+def _check_shapes(arrays: dict[str, np.ndarray], spec: EntrySpec | None) -> None:
+    """Raise DamagedEntry unless the arrays have the layout :class:`ClipFeatures` documents
+    and, given a ``spec``, the sizes the front-ends produce."""
+    for name, value in arrays.items():
+        dtype, ndim = _ARRAYS[name]
+        if value.dtype != dtype or value.ndim != ndim:
+            raise DamagedEntry(f"{name} is {value.dtype} {value.shape}, expected {ndim}-D {dtype}")
+    video, geometry = arrays.get("video"), arrays.get("geometry")
+    if video is not None and (video.shape[1] != video.shape[2] or video.shape[3] not in (1, 3)):
+        raise DamagedEntry(f"video crops are {video.shape}, expected [T, S, S, 1 or 3]")
+    if geometry is not None and (video is None or len(geometry) != len(video)):
+        frames = "no video" if video is None else f"{len(video)} video frames"
+        raise DamagedEntry(f"geometry has {len(geometry)} frames for {frames}")
+    if spec is None:
+        return
+    expected = {
+        "audio": None if spec.audio_rows is None else (0, spec.audio_rows),
+        "video": None if spec.video_size is None else (1, spec.video_size),
+    }
+    for name, want in expected.items():
+        value = arrays.get(name)
+        if (value is None) != (want is None):
+            raise DamagedEntry(f"{name} is {'missing' if value is None else 'not expected'}")
+        if want is not None and value.shape[want[0]] != want[1]:
+            raise DamagedEntry(f"{name} is {value.shape}, the front-end gives size {want[1]}")
+    if video is not None and spec.video_channels and video.shape[3] != spec.video_channels:
+        raise DamagedEntry(f"video has {video.shape[3]} channels, expected {spec.video_channels}")
+    if spec.geometry_dim and geometry is not None and geometry.shape[1] != spec.geometry_dim:
+        raise DamagedEntry(f"geometry is {geometry.shape}, expected [T, {spec.geometry_dim}]")
+
+
+def _check_names(fh) -> dict[str, str]:
     """The entry's metadata, after checking it names exactly the arrays stored."""
     metadata = fh.metadata() or {}
     names = {n for n in metadata.get("arrays", "").split(",") if n}
     if set(fh.keys()) != names or not names <= set(_ARRAYS):
-        raise ValueError(f"{path}: arrays {sorted(fh.keys())} do not match its metadata")
+        raise DamagedEntry(f"arrays {sorted(fh.keys())} do not match its metadata")
     return metadata
