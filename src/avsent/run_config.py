@@ -59,6 +59,8 @@ class DataConfig:
     #: that speaker's clips, no labels) — the openSMILE peer's per-speaker standardisation;
     #: needs a speaker for every clip, so single-file prediction cannot use it
     speaker_norm: bool = False
+    #: preprocessing stops (listing the clips) when more than this share of the clips fail
+    max_failed_fraction: float = attrs.field(default=0.5, validator=[v.ge(0.0), v.le(1.0)])
 
 
 @attrs.define

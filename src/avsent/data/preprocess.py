@@ -1,21 +1,27 @@
 """Run the front-ends once per clip, in parallel worker processes, into the feature cache.
 
-Clips already in the cache are skipped; a clip that cannot be used is reported at the end
-and never stops the run. ``shard=(i, n)`` takes the clips whose stable hash falls in share
-``i`` of ``n``, so ``n`` machines with the same corpus tree can split it between them.
+Clips already in the cache (and sound: checksum and shapes) are skipped; a clip that cannot
+be used is reported at the end and skipped. The machine failing is another matter: a killed
+worker, a full disk or a permission error stops the run (:class:`RunEnvironmentError`), and
+so does losing more than ``data.max_failed_fraction`` of the clips, or every clip of a class.
+``shard=(i, n)`` takes the clips whose stable hash falls in share ``i`` of ``n``, so ``n``
+machines with the same corpus tree can split it between them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from importlib import metadata
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +38,17 @@ from rich.progress import (
 )
 
 from avsent.contracts import Clip
-from avsent.data.cache import FeatureCache
-from avsent.data.features import FeatureExtractor, frontend_fingerprint
-from avsent.errors import AvsentError, ConfigError, MediaError
+from avsent.data.cache import MISSING, EntrySpec, FeatureCache
+from avsent.data.features import FeatureExtractor, frontend_fingerprint, uses_audio, uses_video
+from avsent.errors import (
+    AvsentError,
+    CacheWriteError,
+    ConfigError,
+    MediaError,
+    TooManyFailuresError,
+    WorkerDiedError,
+)
+from avsent.model import inputs_for
 from avsent.registry import ENTRY_POINT_GROUP
 
 #: thread-pool settings each worker starts with: one process per core, one thread each
@@ -51,6 +65,17 @@ _SINGLE_THREAD_ENV = {
 
 #: imported once by the forkserver, so each worker starts without importing them again
 _PRELOAD = ("avsent.data.preprocess", "librosa", "cv2", "av")
+
+#: why a cache write failed, for the errno values a user can do something about
+_WRITE_FAILURES = {
+    errno.ENOSPC: "no space left on the disk",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+}
+#: failed clips named in a TooManyFailuresError (all of them are listed above it)
+_LISTED_FAILURES = 10
 
 
 @attrs.define
@@ -98,15 +123,20 @@ def preprocess(
     ``workers=0`` runs in this process (useful for debugging); ``cache`` defaults to
     ``config.data.cache_dir``.
     """
+    clips = list(clips)
+    labels = {Path(c.path): c.label for c in clips if isinstance(c, Clip) and c.label}
     paths = list(dict.fromkeys(Path(c.path if isinstance(c, Clip) else c) for c in clips))
     paths = select_shard(paths, shard)
     cache = cache or FeatureCache(config.data.cache_dir)
     cache.remove_stale_temporaries()
     fingerprint = frontend_fingerprint(config)
+    spec = entry_spec(config)
     result = PreprocessResult()
     keys: dict[Path, str] = {}
     problems: dict[Path, str] = {}
     todo: dict[str, list[Path]] = {}  # key → paths with that content (extracted once)
+    sound: set[str] = set()  # keys whose entry was checked in this run
+    console = Console(stderr=True)
     with _progress_bar(progress) as bar:
         hashing = bar.add_task("Hashing files", total=len(paths))
         for path in paths:
@@ -114,14 +144,23 @@ def preprocess(
                 key = cache.key_for(path, fingerprint)
             except OSError as exc:
                 problems[path] = f"cannot read the file ({exc.strerror or exc})"
+                bar.advance(hashing)
+                continue
+            damage = None if key in todo or key in sound else cache.problem(key, spec)
+            if key in todo or damage is not None:
+                todo.setdefault(key, []).append(path)
+                if damage not in (None, MISSING):
+                    message = f"cache entry for {path} was corrupt ({damage}); recomputing"
+                    console.print(message, markup=False, highlight=False, soft_wrap=True)
             else:
-                if key in todo or key not in cache:
-                    todo.setdefault(key, []).append(path)
-                else:
-                    keys[path] = key
-                    result.reused += 1
+                sound.add(key)
+                keys[path] = key
+                result.reused += 1
             bar.advance(hashing)
-        cache.save_index()
+        try:
+            cache.save_index()
+        except OSError as exc:
+            raise _cache_write_error(exc, cache.root, None) from None
 
         start = time.perf_counter()
         extracting = bar.add_task("Extracting features", total=len(todo))
@@ -141,12 +180,51 @@ def preprocess(
     result.failed = [(p, problems[p]) for p in paths if p in problems]
     if progress:
         _summarise(result)
+    check_failures(result, labels, config.data.max_failed_fraction)
     return result
+
+
+def entry_spec(config: Any) -> EntrySpec:
+    """The array sizes ``config``'s front-ends produce, which a cached entry must have."""
+    inputs = inputs_for(config)
+    video = uses_video(config)
+    return EntrySpec(
+        audio_rows=inputs.audio_features if uses_audio(config) else None,
+        video_size=inputs.video_size if video else None,
+        video_channels=inputs.video_channels if video else None,
+        geometry_dim=inputs.geometry_dim if video else None,
+    )
+
+
+def check_failures(result: PreprocessResult, labels: dict[Path, str], max_fraction: float) -> None:
+    """Stop when more than ``max_fraction`` of the clips failed, or every clip of a class:
+    training on what is left would report figures for another dataset than the one asked."""
+    if not result.failed:
+        return
+    total = len(result.features) + len(result.failed)
+    lost = {labels[p] for p, _ in result.failed if p in labels}
+    lost -= {labels[p] for p in result.features if p in labels}
+    reasons = []
+    if len(result.failed) > max_fraction * total:
+        reasons.append(
+            f"{len(result.failed)} of {total} clips failed, more than "
+            f"data.max_failed_fraction = {max_fraction:g}"
+        )
+    if lost:
+        reasons.append(f"every clip of class {', '.join(map(repr, sorted(lost)))} failed")
+    if not reasons:
+        return
+    listed = "; ".join(f"{p}: {why}" for p, why in result.failed[:_LISTED_FAILURES])
+    more = len(result.failed) - _LISTED_FAILURES
+    raise TooManyFailuresError(
+        f"preprocessing stopped: {' and '.join(reasons)}: {listed}"
+        + (f"; and {more} more" if more > 0 else "")
+    )
 
 
 def _run(
     todo: list[tuple[Path, str]], config: Any, root: Path, workers: int
-) -> Iterator[tuple[Path, str, str | None]]:
+) -> Iterator[tuple[Path, str, str | None, float]]:
     """(path, key, problem or None, seconds spent) per clip, in completion order."""
     if not todo:
         return
@@ -157,24 +235,43 @@ def _run(
             yield path, key, *_extract_into(extractor, cache, path, key)
         return
     context = _worker_context()
+    # the workers block reading the lifeline; only this process can write it, so they see
+    # end-of-file, and exit, when it dies — even by SIGKILL, which runs no cleanup here
+    lifeline, lifeline_end = context.Pipe(duplex=False)
+    started = context.SimpleQueue()  # each clip's path as a worker begins it
     with (
+        contextlib.closing(lifeline),
+        contextlib.closing(lifeline_end),
         _single_thread_env(),
         ProcessPoolExecutor(
             max_workers=min(workers, len(todo)),
             mp_context=context,
             initializer=_init_worker,
-            initargs=(config, str(root)),
+            initargs=(config, str(root), lifeline, started),
         ) as pool,
     ):
         futures = {pool.submit(_work, path, key): (path, key) for path, key in todo}
-        for future in as_completed(futures):
-            path, key = futures[future]
-            try:
-                problem, busy = future.result()
-            except BrokenProcessPool:
-                problem = "a worker process died (crash or out of memory) while extracting"
-                busy = 0.0
-            yield path, key, problem, busy
+        begun: set[str] = set()
+        finished: set[str] = set()
+        try:
+            for future in as_completed(futures):
+                path, key = futures[future]
+                while not started.empty():  # drained as we go: a full pipe would block them
+                    begun.add(started.get())
+                try:
+                    problem, busy = future.result()
+                except BrokenProcessPool:
+                    unfinished = sorted(begun - finished) or [str(path)]
+                    raise WorkerDiedError(
+                        "a preprocessing worker died (killed by the OS? out of memory?) "
+                        f"while extracting {' or '.join(unfinished)}; nothing is lost: "
+                        "finished clips are cached, run the command again"
+                    ) from None
+                finished.add(str(path))
+                yield path, key, problem, busy
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # not the clips still queued
+            raise
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:
@@ -206,12 +303,16 @@ def _single_thread_env() -> Iterator[None]:
 
 _worker: tuple[FeatureExtractor, FeatureCache] | None = None
 _worker_error: str | None = None
+_started: Any = None  #: the parent's queue of clips begun, to name the one a dead worker had
 
 
-def _init_worker(config: Any, root: str) -> None:
-    global _worker, _worker_error
+def _init_worker(config: Any, root: str, lifeline: Connection, started: Any) -> None:
+    global _worker, _worker_error, _started
     import cv2
     import torch
+
+    threading.Thread(target=_exit_with_parent, args=(lifeline,), daemon=True).start()
+    _started = started
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
@@ -221,28 +322,60 @@ def _init_worker(config: Any, root: str) -> None:
         _worker_error = str(exc)
 
 
+def _exit_with_parent(lifeline: Connection) -> None:
+    """Wait for end-of-file on the lifeline (the parent died), then end this worker.
+
+    Not ``PR_SET_PDEATHSIG``: a forkserver worker's parent is the forkserver, which itself
+    stays alive as long as any worker does.
+    """
+    with contextlib.suppress(EOFError, OSError):
+        lifeline.recv_bytes()
+    os._exit(1)
+
+
 def _work(path: Path, key: str) -> tuple[str | None, float]:
     if _worker is None:
         # re-raised in the parent, which stops the run; plain AvsentError pickles cleanly
         raise AvsentError(_worker_error or "feature worker was not initialised")
+    _started.put(str(path))
     return _extract_into(*_worker, path, key)
 
 
 def _extract_into(
     extractor: FeatureExtractor, cache: FeatureCache, path: Path, key: str
 ) -> tuple[str | None, float]:
-    """Extract and store one clip → (the problem as text when it cannot be used, seconds)."""
+    """Extract and store one clip → (the problem as text when it cannot be used, seconds).
+
+    A clip's own problem is returned; failing to write the cache raises, as it would fail
+    for every clip after it.
+    """
     start = time.perf_counter()
     problem = None
     try:
-        cache.put(key, extractor.extract(path))
+        features = extractor.extract(path)
     except MediaError as exc:
         problem = exc.problem
     except AvsentError as exc:
         problem = str(exc)
     except Exception as exc:  # one odd file must not end a long run; report it instead
         problem = f"unexpected {type(exc).__name__}: {exc}"
+    else:
+        try:
+            cache.put(key, features)
+        except OSError as exc:
+            raise _cache_write_error(exc, cache.path_of(key), path) from None
     return problem, time.perf_counter() - start
+
+
+def _cache_write_error(exc: OSError, target: Path, clip: Path | None) -> CacheWriteError:
+    """A one-line CacheWriteError (plain message, so it pickles back from a worker)."""
+    reason = _WRITE_FAILURES.get(exc.errno, exc.strerror or str(exc))
+    during = f" while caching {clip}" if clip is not None else ""
+    return CacheWriteError(
+        f"cannot write the feature cache {target} ({reason}){during}; nothing is lost: "
+        "finished clips are cached — free space or fix permissions (or set "
+        "data.cache_dir elsewhere), then run the command again"
+    )
 
 
 def _progress_bar(enabled: bool) -> Progress:
