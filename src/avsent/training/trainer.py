@@ -42,6 +42,7 @@ from avsent.training.report import (
     write_report,
     write_summary,
 )
+from avsent.training.run_lock import hold_run_dir
 
 
 @attrs.frozen
@@ -76,6 +77,19 @@ def train(
     ctx = distributed.setup(config.train.device)
     console = console or Console()
     run_dir = Path(run_dir)
+    with hold_run_dir(run_dir, enabled=ctx.is_main):  # one process per run folder
+        return _train(config, ctx, run_dir, resume, callbacks, console, progress)
+
+
+def _train(
+    config: Any,
+    ctx: distributed.DistContext,
+    run_dir: Path,
+    resume: bool,
+    callbacks: Sequence[EpochCallback],
+    console: Console,
+    progress: bool,
+) -> RunResult:
     if not resume and checkpoint_path(run_dir, "last").is_file():
         raise AvsentError(
             f"{run_dir} already holds a run; continue it with --resume or choose another --run-dir"
@@ -178,6 +192,19 @@ def train_folds(
     console = console or Console()
     run_dir = Path(run_dir)
     ctx = distributed.setup(config.train.device)
+    with hold_run_dir(run_dir, enabled=ctx.is_main):  # the folds' parent folder too
+        return _train_folds(config, ctx, run_dir, resume, folds, console, progress)
+
+
+def _train_folds(
+    config: Any,
+    ctx: distributed.DistContext,
+    run_dir: Path,
+    resume: bool,
+    folds: Sequence[int] | None,
+    console: Console,
+    progress: bool,
+) -> FoldsResult:
     folds = list(range(fold_count(config))) if folds is None else list(folds)
     if ctx.is_main:  # the parent's config re-runs (or resumes) every fold
         atomic_write_text(run_dir / CONFIG_FILE, dump_toml(to_dict(config)))
