@@ -99,8 +99,11 @@ def _parse_folds(text: str) -> list[int] | None:
     if text == "all":
         return None
     try:
-        return [int(part) for part in text.split(",")]
+        folds = [int(part) for part in text.split(",")]
     except ValueError:
+        folds = [-1]
+    if min(folds) < 0:
         raise click.BadParameter(
-            "expected `all` or fold numbers like `0,2`", param_hint="--folds"
-        ) from None
+            "expected `all` or fold numbers (0, 1, ...) like `0,2`", param_hint="--folds"
+        )
+    return folds

@@ -1,0 +1,37 @@
+"""Hostile inputs to the commands get one clear line naming the file or option, no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from avsent.cli import main
+
+
+def _error(capsys: pytest.CaptureFixture, *args: str | Path) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return "".join(err.split())  # rich wraps long lines to the terminal's width
+
+
+def test_a_binary_config_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    binary = tmp_path / "weights.toml"
+    binary.write_bytes(bytes(range(128, 256)) * 8)
+    err = _error(capsys, "train", "--config", binary, "--run-dir", tmp_path / "run")
+    assert f"{binary}:notatextfile" in err
+
+
+def test_a_cache_dir_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "cache").write_text("")
+    sets = ["--set", "data.dataset.clips_per_class=1", "--set", f"data.cache_dir={tmp_path / 'cache'}"]  # fmt: skip
+    err = _error(capsys, "preprocess", "drsn-audio", *sets, "--set", f"data.dataset.root={tmp_path / 's'}")  # fmt: skip
+    assert "data.cache_dir" in err and f"{tmp_path / 'cache'}isafile" in err
+
+
+def test_a_negative_fold(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    err = _error(capsys, "train", "drsn-audio", "--folds", "-1", "--run-dir", tmp_path / "run")
+    assert "--folds" in err and "foldnumbers(0,1,...)" in err
