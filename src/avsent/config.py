@@ -261,7 +261,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("", f"{path}: not valid TOML ({exc})") from None
     except UnicodeDecodeError:
-        raise ConfigError("", f"{path}: not a text file (not UTF-8), so not a TOML config") from None
+        raise ConfigError("", f"{path}: not a text file (not UTF-8), so not TOML") from None
 
 
 def dump_toml(data: dict[str, Any]) -> str:
