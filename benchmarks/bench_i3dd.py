@@ -18,7 +18,7 @@ from avsent.model import count_parameters
 from avsent.plugins.i3dd import PRESETS, DenseNet3D, I3DDConfig
 
 FRAMES, SIZE = 16, 64
-BATCH = {"small": 4, "paper": 2}
+BATCH = {"small": 4, "densenet121-3d": 2}
 MATMUL_N = 2048
 RATES: dict[str, float] = {}
 
@@ -34,10 +34,12 @@ def count_flops(fn) -> int:
     return counter.get_total_flops()
 
 
-@pytest.mark.parametrize("preset", ["small", "paper"])
+@pytest.mark.parametrize("preset", ["small", "densenet121-3d"])
 def test_i3dd_forward_backward(benchmark, preset):
     torch.manual_seed(0)
-    model = DenseNet3D(I3DDConfig(**PRESETS[preset]), frames=FRAMES, size=SIZE, spd=True).train()
+    model = DenseNet3D(
+        I3DDConfig(**PRESETS[preset]), frames=FRAMES, size=SIZE, downsampling="spd"
+    ).train()
     x = torch.randn(BATCH[preset], 3, FRAMES, SIZE, SIZE)
     mask = torch.ones(BATCH[preset], FRAMES, dtype=torch.bool)
     flops = count_flops(lambda: step(model, x, mask))

@@ -68,7 +68,7 @@ def main() -> None:
         video=("densenet3d", {"growth_rate": 8, "block_config": [2, 2], "num_init_features": 16}),
         audio_intra=("ima", {"d_model": 32, "heads": 4}),
         video_intra=("ima", {"d_model": 32, "heads": 4}),
-        fusion=("cma", {"d_model": 32, "heads": 4, "layers": 1}),
+        fusion=("cma", {"d_model": 32}),
         head="linear",
         inputs=INPUTS,
     )

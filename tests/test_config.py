@@ -10,16 +10,18 @@ from attrs import validators as v
 
 from avsent.config import (
     Choice,
+    SlotFieldsDropped,
     apply_overrides,
     atomic_write_text,
-    deep_merge,
     dump_toml,
     from_dict,
     load_toml,
+    merge,
     parse_override,
     to_dict,
 )
 from avsent.errors import ConfigError
+from avsent.run_config import RunConfig, run_config_dict
 
 
 @attrs.define
@@ -90,17 +92,41 @@ def test_parse_override_needs_an_equals_sign():
         parse_override("video.growth_rate")
 
 
-def test_apply_overrides_changing_a_slot_name_drops_old_fields():
-    data = {"audio": {"name": "drsn", "widths": [1]}, "train": {"lr": 1.0}}
-    out = apply_overrides(data, {"audio.name": "lstm", "train.lr": 2.0})
-    assert out == {"audio": {"name": "lstm"}, "train": {"lr": 2.0}}
-    assert data["audio"]["widths"] == [1]  # the input is untouched
+def test_a_new_component_keeps_the_chosen_settings_it_also_has():
+    small = run_config_dict("mavsa-di-small")  # audio: drsn, widths [16, 32, 64]
+    out = apply_overrides(small, {"audio.name": "resnet-plain", "train.lr": 2.0}, RunConfig)
+    assert out["audio"]["name"] == "resnet-plain"
+    assert out["audio"]["widths"] == [16, 32, 64] and out["audio"]["stem_channels"] == 16
+    assert "shrinkage" not in out["audio"]  # a DRSN-only field
+    assert out["train"]["lr"] == 2.0
+    assert small["audio"]["name"] == "drsn"  # the input is untouched
 
 
-def test_deep_merge_replaces_a_slot_whose_name_changes():
-    base = {"video": {"name": "i3dd", "growth_rate": 32}, "x": {"a": 1, "b": 2}}
-    top = {"video": {"name": "none"}, "x": {"b": 3}}
-    assert deep_merge(base, top) == {"video": {"name": "none"}, "x": {"a": 1, "b": 3}}
+def test_settings_the_new_component_lacks_are_dropped_with_a_warning():
+    small = run_config_dict("mavsa-di-small")
+    with pytest.warns(SlotFieldsDropped, match=r"audio: 'lstm' has no field for .*widths"):
+        out = apply_overrides(small, {"audio.name": "lstm"}, RunConfig)
+    assert out["audio"] == {"name": "lstm"}
+
+
+def test_defaults_of_the_old_component_are_not_carried_over():
+    """i3dd's stem kernel default (3) is not a choice: densenet3d keeps its own (7)."""
+    data = run_config_dict("mavsa-di")
+    out = apply_overrides(data, {"video.name": "densenet3d"}, RunConfig)
+    assert from_dict(RunConfig, out).video.config.stem_kernel == 7
+
+
+def test_setting_the_same_name_again_keeps_the_slot():
+    small = run_config_dict("mavsa-di-small")
+    out = apply_overrides(small, {"audio.name": "drsn"}, RunConfig)
+    assert out["audio"] == small["audio"]
+
+
+def test_merge_lays_tables_over_tables_and_replaces_values():
+    base = run_config_dict("mavsa-di")
+    out = merge(base, {"train": {"lr": 0.5}, "faces": {"crop_size": 64}}, RunConfig)
+    assert out["train"]["lr"] == 0.5 and out["train"]["epochs"] == base["train"]["epochs"]
+    assert out["faces"]["crop_size"] == 64 and out["faces"]["margin"] == base["faces"]["margin"]
 
 
 def test_choice_to_dict_flattens_name_and_params():

@@ -111,7 +111,7 @@ def test_hook_register_audio_frontends(plugin):
     class P:
         @hookimpl
         def register_audio_frontends(self, register):
-            register("scaled", Frontend, config=ScaleConfig)
+            register.audio_frontend("scaled", Frontend, config=ScaleConfig)
 
     registry = plugin(P(), "t-frontend")
     comp = registry.get("audio_frontend", "scaled")
@@ -123,7 +123,7 @@ def test_hook_register_audio_encoders(plugin):
     class P:
         @hookimpl
         def register_audio_encoders(self, register):
-            register("mean-audio", MeanEncoder)
+            register.audio_encoder("mean-audio", MeanEncoder)
 
     registry = plugin(P(), "t-audio")
     out = registry.get("audio_encoder", "mean-audio").build(in_features=5)(
@@ -136,7 +136,7 @@ def test_hook_register_video_encoders(plugin):
     class P:
         @hookimpl
         def register_video_encoders(self, register):
-            register("frame-mean", FrameEncoder)
+            register.video_encoder("frame-mean", FrameEncoder)
 
     registry = plugin(P(), "t-video")
     encoder = registry.get("video_encoder", "frame-mean").build(in_channels=3, frames=4, size=8)
@@ -148,7 +148,7 @@ def test_hook_register_intra_modal_blocks(plugin):
     class P:
         @hookimpl
         def register_intra_modal_blocks(self, register):
-            register("double", Double)
+            register.intra_modal("double", Double)
 
     registry = plugin(P(), "t-intra")
     block = registry.get("intra_modal", "double").build(dim=3)
@@ -160,7 +160,7 @@ def test_hook_register_fusions(plugin):
     class P:
         @hookimpl
         def register_fusions(self, register):
-            register("sum", SumFusion)
+            register.fusion("sum", SumFusion)
 
     registry = plugin(P(), "t-fusion")
     fusion = registry.get("fusion", "sum").build(audio_dim=3, video_dim=3)
@@ -172,7 +172,7 @@ def test_hook_register_heads(plugin):
     class P:
         @hookimpl
         def register_heads(self, register):
-            register("zero", ZeroHead)
+            register.head("zero", ZeroHead)
 
     registry = plugin(P(), "t-head")
     head = registry.get("head", "zero").build(in_dim=3, num_classes=7)
@@ -185,7 +185,9 @@ def test_hook_register_recipes(plugin):
     class P:
         @hookimpl
         def register_recipes(self, register):
-            register("head-swap", Recipe("test", {"head": {"name": "linear", "dropout": 0.5}}))
+            register.recipe(
+                "head-swap", Recipe("test", {"head": {"name": "linear", "dropout": 0.5}})
+            )
 
     plugin(P(), "t-recipe")
     config = default_run_config("head-swap")
@@ -210,7 +212,7 @@ def test_hook_register_datasets(plugin, tmp_path):
     class P:
         @hookimpl
         def register_datasets(self, register):
-            register("one-clip", OneClip, config=OneClipConfig)
+            register.dataset("one-clip", OneClip, config=OneClipConfig)
 
     plugin(P(), "t-dataset")
     data = from_dict(DataConfig, {"dataset": {"name": "one-clip", "label": "sad"}})
@@ -227,7 +229,7 @@ def test_hook_register_face_detectors(plugin):
     class P:
         @hookimpl
         def register_face_detectors(self, register):
-            register("centre", Centre)
+            register.face_detector("centre", Centre)
 
     registry = plugin(P(), "t-detector")
     boxes = registry.get("face_detector", "centre").build().detect(np.zeros((40, 80, 3), np.uint8))
@@ -242,7 +244,7 @@ def test_hook_register_landmark_backends(plugin):
     class P:
         @hookimpl
         def register_landmark_backends(self, register):
-            register("corners", Corners)
+            register.landmark_backend("corners", Corners)
 
     registry = plugin(P(), "t-landmarks")
     points = (
@@ -263,7 +265,7 @@ def test_hook_register_commands(plugin):
     class P:
         @hookimpl
         def register_commands(self, register):
-            register(hello)
+            register.command(hello)
 
     plugin(P(), "t-command")
     try:

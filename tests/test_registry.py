@@ -26,7 +26,7 @@ class TinyAudio(nn.Module):
 class TinyPlugin:
     @hookimpl
     def register_audio_encoders(self, register):
-        register("tiny-audio", TinyAudio, description="test encoder")
+        register.audio_encoder("tiny-audio", TinyAudio, description="test encoder")
 
 
 def test_shipped_plugins_load_through_entry_points():
@@ -50,11 +50,45 @@ def test_register_plugin_object_adds_its_components():
         registry.get("audio_encoder", "tiny-audio")
 
 
-def test_duplicate_names_raise_naming_both_plugins():
+def test_a_clashing_plugin_is_not_loaded_and_the_first_keeps_its_name():
     registry = Registry(autoload=False)
-    registry.register_plugin(TinyPlugin(), name="first")
-    with pytest.raises(RegistryError, match="'first'.*'second'"):
-        registry.register_plugin(TinyPlugin(), name="second")
+    assert registry.register_plugin(TinyPlugin(), name="first")
+    assert not registry.register_plugin(TinyPlugin(), name="second")
+    assert "'tiny-audio' is already registered by plugin 'first'" in (
+        registry.plugins["second"].error
+    )
+    assert registry.get("audio_encoder", "tiny-audio").plugin == "first"
+    assert not registry.pm.is_registered(registry.pm.get_plugin("second"))
+
+
+def test_a_plugin_failing_halfway_registers_nothing():
+    class Halfway:
+        @hookimpl
+        def register_audio_encoders(self, register):
+            register.audio_encoder("half-audio", TinyAudio)
+            raise RuntimeError("second registration failed")
+
+    registry = Registry(autoload=False)
+    assert not registry.register_plugin(Halfway(), name="halfway")
+    with pytest.raises(RegistryError):
+        registry.get("audio_encoder", "half-audio")
+
+
+def test_a_plugin_that_exits_at_import_is_reported(monkeypatch):
+    """sys.exit() inside a plugin module must not end every avsent command."""
+
+    class ExitingEntryPoint:
+        name = "exiting"
+        dist = None
+
+        def load(self):
+            raise SystemExit(3)
+
+    monkeypatch.setattr(
+        "avsent.registry.metadata.entry_points", lambda group: [ExitingEntryPoint()]
+    )
+    registry = Registry()
+    assert "SystemExit: 3" in registry.plugins["exiting"].error
 
 
 def test_failing_plugin_is_reported_and_others_keep_working():
@@ -95,7 +129,7 @@ def test_config_must_be_attrs_class():
     class Bad:
         @hookimpl
         def register_heads(self, register):
-            register("bad", nn.Identity, config=BadConfig)
+            register.head("bad", nn.Identity, config=BadConfig)
 
     registry = Registry(autoload=False)
     assert not registry.register_plugin(Bad(), name="bad")

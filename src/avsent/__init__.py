@@ -57,12 +57,12 @@ def create_model(
 
     >>> create_model("mavsa-di-small", video={"growth_rate": 8})  # doctest: +SKIP
     """
-    from avsent.config import deep_merge
+    from avsent.config import merge
     from avsent.labels import EMOTIONS
     from avsent.model import build_model, inputs_for
-    from avsent.run_config import default_run_config, run_config_dict
+    from avsent.run_config import RunConfig, default_run_config, run_config_dict
 
-    config = default_run_config(name, base=deep_merge(run_config_dict(name), overrides))
+    config = default_run_config(name, base=merge(run_config_dict(name), overrides, RunConfig))
     return build_model(config, inputs_for(config), tuple(class_names or EMOTIONS))
 
 

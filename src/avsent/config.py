@@ -210,41 +210,113 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Set dotted keys in a nested dict (a copy). Setting ``slot.name`` resets that slot."""
-    out = copy.deepcopy(data)
-    for dotted, value in overrides.items():
-        parts = dotted.split(".")
-        node = out
-        for part in parts[:-1]:
-            child = node.get(part)
-            if isinstance(child, str):  # a slot given by name only
-                child = {"name": child}
-            if not isinstance(child, dict):
-                child = {}
-            node[part] = child
-            node = child
-        if parts[-1] == "name" and node.get("name") != value:
-            node.clear()  # another component: its own defaults, not the old one's fields
-        node[parts[-1]] = value
+class SlotFieldsDropped(UserWarning):
+    """A slot changed component and settings that the new one has no field for were dropped."""
+
+
+def merge(
+    base: dict[str, Any],
+    top: dict[str, Any],
+    schema: type,
+    dropped: list[str] | None = None,
+) -> dict[str, Any]:
+    """``top`` laid over ``base`` (plain dicts shaped like ``schema``), recursively.
+
+    The one rule for a component slot (a :func:`choice_field`) whose ``name`` changes —
+    used by ``--set``, recipes, ``reproduce`` and :func:`avsent.create_model` alike: the
+    new component keeps the settings chosen for the old one (values other than the old
+    component's defaults) that it also has a field for, and its own defaults otherwise; the
+    chosen settings it has no field for are dropped (and described in ``dropped``, when
+    given). A slot whose name stays is merged field by field.
+    """
+    attrs.resolve_types(schema)
+    fields = attrs.fields_dict(schema)
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        field = fields.get(key)
+        current = out.get(key)
+        if field is not None and "kind" in field.metadata:
+            slot = _merge_slot(field.metadata["kind"], _as_slot(current), _as_slot(value))
+            out[key], lost = slot
+            if lost and dropped is not None:
+                dropped.append(f"{key}: {lost}")
+        elif field is not None and attrs.has(field.type) and isinstance(value, dict):
+            inner: list[str] = []
+            out[key] = merge(current if isinstance(current, dict) else {}, value, field.type, inner)
+            if dropped is not None:
+                dropped += [f"{key}.{note}" for note in inner]
+        else:  # a plain value, or a field unknown to the schema (from_dict names it)
+            out[key] = copy.deepcopy(value)
     return out
 
 
-def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    """``top`` over ``base``, recursively; a slot whose name changes is replaced whole."""
-    out = copy.deepcopy(base)
-    for key, value in top.items():
-        current = out.get(key)
-        same_slot = not (
-            isinstance(value, dict)
-            and isinstance(current, dict)
-            and "name" in value
-            and value.get("name") != current.get("name")
-        )
-        if isinstance(value, dict) and isinstance(current, dict) and same_slot:
-            out[key] = deep_merge(current, value)
-        else:
-            out[key] = copy.deepcopy(value)
+def _as_slot(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
+def _merge_slot(kind: str, current: Any, top: Any) -> tuple[Any, str]:
+    """The merged slot, and a description of the chosen settings it dropped ("" if none)."""
+    if not isinstance(top, dict) or not isinstance(current, dict):
+        return copy.deepcopy(top), ""  # not a table: from_dict reports it
+    name = top.get("name", current.get("name"))
+    if name == current.get("name"):
+        return {**copy.deepcopy(current), **copy.deepcopy(top)}, ""
+    if name == NONE:  # an emptied slot: nothing of the old component can apply
+        return {"name": NONE, **{k: v for k, v in top.items() if k != "name"}}, ""
+    chosen = _chosen_settings(kind, current)
+    wanted = _config_fields(kind, name)
+    kept = {k: v for k, v in chosen.items() if k in wanted}
+    lost = sorted(set(chosen) - set(kept))
+    note = ""
+    if lost:
+        settings = ", ".join(f"{k} = {chosen[k]!r}" for k in lost)
+        note = f"{name!r} has no field for {settings} (set for {current.get('name')!r}); dropped"
+    rest = {k: v for k, v in top.items() if k != "name"}
+    return {"name": name, **copy.deepcopy(kept), **copy.deepcopy(rest)}, note
+
+
+def _config_class(kind: str, name: Any) -> type | None:
+    from avsent.registry import get_registry
+
+    if not isinstance(name, str) or name == NONE:
+        return None
+    try:
+        return get_registry().get(kind, name).config
+    except AvsentError:
+        return None  # an unknown name: from_dict reports it with the choices
+
+
+def _config_fields(kind: str, name: Any) -> set[str]:
+    config = _config_class(kind, name)
+    return set(attrs.fields_dict(config)) if config is not None else set()
+
+
+def _chosen_settings(kind: str, slot: dict[str, Any]) -> dict[str, Any]:
+    """The slot's fields whose values differ from its component's defaults."""
+    config = _config_class(kind, slot.get("name"))
+    defaults = to_dict(config()) if config is not None else {}
+    return {k: v for k, v in slot.items() if k != "name" and to_dict(v) != defaults.get(k)}
+
+
+def apply_overrides(
+    data: dict[str, Any], overrides: dict[str, Any], schema: type
+) -> dict[str, Any]:
+    """Dotted overrides (``{"video.growth_rate": 16}``) merged into ``data`` by :func:`merge`;
+    settings a changed slot drops are reported as a :class:`SlotFieldsDropped` warning."""
+    import warnings
+
+    out = data
+    for dotted, value in overrides.items():
+        top: dict[str, Any] = {}
+        node = top
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+        dropped: list[str] = []
+        out = merge(out, top, schema, dropped)
+        for note in dropped:
+            warnings.warn(note, SlotFieldsDropped, stacklevel=2)
     return out
 
 

@@ -54,17 +54,10 @@ class Tokens:
             )
 
     def mean(self) -> torch.Tensor:
-        """Masked mean over time → [B, D]."""
-        weights = self.mask.unsqueeze(-1).to(self.x.dtype)
-        return (self.x * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        """Masked mean over time → [B, D] (:func:`avsent.layers.masks.masked_mean`)."""
+        from avsent.layers.masks import masked_mean
 
-
-def downsample_mask(mask: torch.Tensor, length: int) -> torch.Tensor:
-    """Mask [B, T] → [B, length]: a step is real if any input step it covers is real."""
-    if mask.shape[1] == length:
-        return mask
-    pooled = torch.nn.functional.adaptive_max_pool1d(mask.float().unsqueeze(1), length)
-    return pooled.squeeze(1) > 0
+        return masked_mean(self.x, self.mask)
 
 
 @runtime_checkable

@@ -22,6 +22,7 @@ from avsent.config import NONE, Choice
 from avsent.contracts import Tokens
 from avsent.errors import ConfigError
 from avsent.registry import get_registry
+from avsent.run_config import MODEL_SLOTS
 
 
 @attrs.frozen
@@ -231,16 +232,8 @@ def _out_dim(intra: nn.Module | None, encoder: nn.Module | None) -> int | None:
 
 def build_model(config: Any, inputs: InputSpec, class_names: tuple[str, ...]) -> AVModel:
     """The model a :class:`~avsent.run_config.RunConfig` describes."""
-    return compose(
-        audio=config.audio,
-        video=config.video,
-        audio_intra=config.audio_intra,
-        video_intra=config.video_intra,
-        fusion=config.fusion,
-        head=config.head,
-        class_names=class_names,
-        inputs=inputs,
-    )
+    parts = {slot: getattr(config, slot) for slot in MODEL_SLOTS}
+    return compose(**parts, class_names=class_names, inputs=inputs)
 
 
 def count_parameters(module: nn.Module) -> int:

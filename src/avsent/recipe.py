@@ -7,7 +7,10 @@ A recipe is a partial run config in the same shape as the TOML file, e.g.::
         config={"audio": {"name": "drsn"}, "video": {"name": "i3dd"}, "fusion": {"name": "cma"}},
     )
 
-so choosing a recipe and editing a config file are the same act.
+so choosing a recipe and editing a config file are the same act. A recipe may derive from
+another (``base``): it is then the base recipe with its own ``config`` laid over it by the
+one slot-merge rule (:func:`avsent.config.merge`). The Table 5 ablations are such derived
+recipes, and ``avsent reproduce`` lays the same ``config`` over whichever base it is given.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ class Recipe:
     config: dict[str, Any] = attrs.field(factory=dict)
     #: where the recipe comes from (e.g. "Table 5: w/o CMA"), shown by ``avsent components``
     reference: str = ""
+    #: the recipe this one changes (``config`` is then only the change)
+    base: str | None = None
 
 
-def recipe_config(name: str) -> dict[str, Any]:
-    """The partial config a registered recipe stands for."""
-    recipe = get_registry().get("recipe", name).obj
-    return dict(recipe.config)
+def get_recipe(name: str) -> Recipe:
+    """The registered recipe ``name``; an unknown name lists the available ones."""
+    return get_registry().get("recipe", name).obj

@@ -93,7 +93,7 @@ class Registry:
             version = dist.version if dist is not None else None
             try:
                 module = ep.load()
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # a plugin calling sys.exit() at import
                 self.plugins[ep.name] = PluginInfo(ep.name, version, error=_reason(exc))
                 continue
             self.register_plugin(module, name=ep.name, version=version)
@@ -101,8 +101,9 @@ class Registry:
     def register_plugin(self, plugin: object, name: str, version: str | None = None) -> bool:
         """Register one plugin object (module or class instance); report, never raise, on failure.
 
-        Returns whether the plugin loaded. Duplicate component names are the exception: they
-        raise :class:`RegistryError` naming both plugins, since either choice would be a guess.
+        Returns whether the plugin loaded. A plugin that registers a name another plugin
+        already has is not loaded (its error names the clash), so one bad plugin never takes
+        the whole tool down.
         """
         info = PluginInfo(name, version)
         self.plugins[name] = info
@@ -115,25 +116,30 @@ class Registry:
                 self.pm.unregister(plugin)
             return False
         info.hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or [])
-        staged: list[Component] = []
+        register = Register(name)
         try:
-            for kind, hook_name in KIND_HOOKS.items():
+            for hook_name in KIND_HOOKS.values():
                 for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
                     if impl.plugin is plugin:
-                        impl.function(register=_collector(kind, name, staged))
+                        impl.function(register=register)
         except Exception as exc:
             info.error = _reason(exc)
             self.pm.unregister(plugin)
             return False
-        for comp in staged:
-            existing = self._components[comp.kind].get(comp.name)
-            if existing is not None:
-                raise RegistryError(
-                    f"{_kind_label(comp.kind)} {comp.name!r} is registered by both plugin "
-                    f"{existing.plugin!r} and plugin {comp.plugin!r}; uninstall one, or choose "
-                    f"plugins with {ALLOW_LIST_ENV}=name,name"
-                )
-        for comp in staged:
+        clashes = [
+            f"{_kind_label(comp.kind)} {comp.name!r} is already registered by plugin "
+            f"{self._components[comp.kind][comp.name].plugin!r}"
+            for comp in register.staged
+            if comp.name in self._components[comp.kind]
+        ]
+        if clashes:  # the later plugin loses, whole: the rest of the tool keeps working
+            info.error = (
+                f"{'; '.join(clashes)}: this plugin was not loaded (uninstall one of the "
+                f"two, or choose plugins with {ALLOW_LIST_ENV}=name,name)"
+            )
+            self.pm.unregister(plugin)
+            return False
+        for comp in register.staged:
             self._components[comp.kind][comp.name] = comp
         return True
 
@@ -182,28 +188,60 @@ class Registry:
         return out
 
 
-def _collector(kind: str, plugin: str, staged: list[Component]) -> Callable[..., None]:
-    if kind == "command":
+FactoryRegistration = Callable[..., None]
 
-        def register_command(command: Any) -> None:
-            staged.append(Component(kind, command.name, command, plugin))
 
-        return register_command
-    if kind == "recipe":
+def _factory_kind(kind: str, doc: str) -> FactoryRegistration:
+    """A :class:`Register` method that stages a factory of ``kind``."""
 
-        def register_recipe(name: str, recipe: Any, description: str = "") -> None:
-            staged.append(Component(kind, name, recipe, plugin, None, description))
-
-        return register_recipe
-
-    def register(
-        name: str, factory: Callable[..., Any], config: type | None = None, description: str = ""
+    def method(
+        self: Register,
+        name: str,
+        factory: Callable[..., Any],
+        config: type | None = None,
+        description: str = "",
     ) -> None:
         if config is not None and not attrs.has(config):
             raise TypeError(f"config for {name!r} must be an attrs class, got {config!r}")
-        staged.append(Component(kind, name, factory, plugin, config, description))
+        self.staged.append(Component(kind, name, factory, self.plugin, config, description))
 
-    return register
+    method.__name__ = method.__qualname__ = kind
+    method.__doc__ = doc
+    return method
+
+
+class Register:
+    """What every ``register_*`` hook receives: one method per component kind.
+
+    A plugin calls the method of each kind it provides, e.g.
+    ``register.audio_encoder("gru-audio", GRUEncoder, config=GRUConfig, description="…")``.
+    ``factory(config, **dims)`` builds the component (``factory(**dims)`` when ``config`` is
+    None); the dims each kind receives are listed in :mod:`avsent.contracts`. ``config`` is
+    an attrs class whose fields become the slot's TOML fields. Nothing is registered until
+    the plugin's hooks all return without error, so a plugin failing halfway leaves nothing.
+    """
+
+    def __init__(self, plugin: str) -> None:
+        self.plugin = plugin
+        self.staged: list[Component] = []
+
+    audio_frontend = _factory_kind("audio_frontend", "Waveform → features [F, T].")
+    audio_encoder = _factory_kind("audio_encoder", "Features [B, F, T] + mask → Tokens.")
+    video_encoder = _factory_kind("video_encoder", "Frames [B, C, T, H, W] + mask → Tokens.")
+    intra_modal = _factory_kind("intra_modal", "Tokens → Tokens within one modality.")
+    fusion = _factory_kind("fusion", "Audio and/or video Tokens → one vector [B, D].")
+    head = _factory_kind("head", "Fused vector [B, D] → logits [B, K].")
+    dataset = _factory_kind("dataset", "A source of labelled clips (a DatasetSource).")
+    face_detector = _factory_kind("face_detector", "RGB image → face boxes (x, y, w, h).")
+    landmark_backend = _factory_kind("landmark_backend", "RGB image + boxes → 68 points.")
+
+    def recipe(self, name: str, recipe: Any, description: str = "") -> None:
+        """A model recipe: an :class:`avsent.recipe.Recipe` (data, not a factory)."""
+        self.staged.append(Component("recipe", name, recipe, self.plugin, None, description))
+
+    def command(self, command: Any) -> None:
+        """An extra CLI command: a click command or group."""
+        self.staged.append(Component("command", command.name, command, self.plugin))
 
 
 def _split_names(value: str) -> set[str]:

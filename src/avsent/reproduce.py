@@ -1,12 +1,14 @@
 """The paper's Table 4 (baselines) and Table 5 (ablations) on any dataset, one command each.
 
 Every row is trained under the same protocol: the base recipe's front-ends, data, split and
-training settings, with only the model slots changed. A row is either another recipe's
-model (``rnn``, ``vcan``, …) or the base model with some slots swapped (``w/o DRSN`` swaps
-``drsn`` for ``resnet-plain``); a swapped slot keeps the fields the new component shares
-with the old one, so ``--base mavsa-di-small`` ablates the small model, not the paper-size
-one. Each (row, seed) is one run folder; a finished run (its ``report.json`` exists) is
-never retrained, so an interrupted reproduction continues where it stopped.
+training settings, with only the model changed. A row names a recipe. A recipe derived
+from another (the ablations, the unimodal branches: ``Recipe.base``) is a *change*, and
+the row lays that change over the base by the one slot-merge rule
+(:func:`avsent.config.merge`), so ``--base mavsa-di-small`` ablates the small model and
+``avsent train mavsa-di-small --set audio.name=resnet-plain`` builds the very same "w/o
+DRSN". A stand-alone recipe (the baselines) gives its whole model slots. Each (row, seed)
+is one run folder; a finished run (its ``report.json`` exists) is never retrained, so an
+interrupted reproduction continues where it stopped.
 """
 
 from __future__ import annotations
@@ -23,26 +25,32 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from avsent.config import NONE, apply_overrides, atomic_write_text, from_dict, load_toml, to_dict
+from avsent.config import (
+    NONE,
+    apply_overrides,
+    atomic_write_text,
+    from_dict,
+    load_toml,
+    merge,
+    to_dict,
+)
 from avsent.errors import AvsentError, ConfigError
+from avsent.recipe import get_recipe
 from avsent.registry import get_registry
-from avsent.run_config import RunConfig, run_config_dict
+from avsent.run_config import MODEL_SLOTS, RunConfig, run_config_dict
 from avsent.training.checkpoint import CONFIG_FILE
-
-MODEL_SLOTS = ("audio", "video", "audio_intra", "video_intra", "fusion", "head")
-METRICS = ("accuracy", "macro_recall", "macro_f1")
+from avsent.training.metrics import HEADLINE, summarize_folds
 
 
 @attrs.frozen
 class Row:
-    """One line of a table: a model and the paper's figures for it (percent)."""
+    """One line of a table: a recipe's model and the paper's figures for it (percent)."""
 
     key: str  #: folder name of its runs
     label: str
     modality: str
     paper: tuple[float, float, float] | None  #: accuracy, recall, F1 in the paper (None: not in it)
-    recipe: str | None = None  #: take the model slots from this recipe …
-    swaps: dict[str, str] = attrs.field(factory=dict)  #: … or swap these slots of the base
+    recipe: str | None = None  #: the row's model (None: the base itself)
 
 
 _FULL = Row("mavsa-di", "MAVSA-DI (ours)", "Audio+Visual", (85.47, 82.06, 83.24))
@@ -50,48 +58,19 @@ _FULL = Row("mavsa-di", "MAVSA-DI (ours)", "Audio+Visual", (85.47, 82.06, 83.24)
 TABLES: dict[str, tuple[Row, ...]] = {
     "table4": (
         Row("rnn", "RNN", "Audio", (67.24, 66.07, 66.52), recipe="rnn"),
-        Row(
-            "densenet3d",
-            "3D-DenseNet",
-            "Visual",
-            (74.13, 73.70, 72.50),
-            swaps={
-                "audio": NONE,
-                "video": "densenet3d",
-                "audio_intra": "identity",
-                "video_intra": "identity",
-                "fusion": "passthrough",
-            },
-        ),
+        Row("densenet3d", "3D-DenseNet", "Visual", (74.13, 73.70, 72.50), recipe="densenet3d"),
         Row("vcan", "VCAN", "Audio+Visual", (77.10, 76.02, 76.54), recipe="vcan"),
         Row("cmavf-ad", "CMAVF-AD", "Audio+Visual", (79.42, 77.28, 78.34), recipe="cmavf-ad"),
         _FULL,
-        # not in the paper: MAVSA-DI's audio branch alone, the audio row to set beside RNN
+        # not in the paper: MAVSA-DI's branches alone, set beside the unimodal baselines
         Row("drsn-audio", "DRSN (audio branch)", "Audio", None, recipe="drsn-audio"),
+        Row("i3dd-visual", "I3DD (visual branch)", "Visual", None, recipe="i3dd-visual"),
     ),
     "table5": (
-        Row(
-            "wo-drsn",
-            "w/o DRSN",
-            "Audio+Visual",
-            (71.82, 71.06, 70.36),
-            swaps={"audio": "resnet-plain"},
-        ),
-        Row(
-            "wo-i3dd",
-            "w/o I3DD",
-            "Audio+Visual",
-            (66.05, 63.38, 62.74),
-            swaps={"video": "densenet3d"},
-        ),
-        Row(
-            "wo-ima",
-            "w/o IMA",
-            "Audio+Visual",
-            (76.37, 73.84, 74.65),
-            swaps={"audio_intra": "identity", "video_intra": "identity"},
-        ),
-        Row("wo-cma", "w/o CMA", "Audio+Visual", (80.29, 78.26, 79.57), swaps={"fusion": "concat"}),
+        Row("wo-drsn", "w/o DRSN", "Audio+Visual", (71.82, 71.06, 70.36), "mavsa-di-wo-drsn"),
+        Row("wo-i3dd", "w/o I3DD", "Audio+Visual", (66.05, 63.38, 62.74), "mavsa-di-wo-i3dd"),
+        Row("wo-ima", "w/o IMA", "Audio+Visual", (76.37, 73.84, 74.65), "mavsa-di-wo-ima"),
+        Row("wo-cma", "w/o CMA", "Audio+Visual", (80.29, 78.26, 79.57), "mavsa-di-wo-cma"),
         _FULL,
     ),
 }
@@ -99,24 +78,16 @@ TABLES: dict[str, tuple[Row, ...]] = {
 
 def row_config_dict(row: Row, base: dict[str, Any]) -> dict[str, Any]:
     """The base run config with this row's model in the model slots."""
-    data = {**base}
-    if row.recipe is not None:
-        recipe = run_config_dict(row.recipe)
-        data.update({slot: recipe[slot] for slot in MODEL_SLOTS})
-        data["recipe"] = row.recipe
-    for slot, name in row.swaps.items():
-        data[slot] = _swap(slot, data[slot], name)
+    if row.recipe is None:
+        return dict(base)
+    recipe = get_recipe(row.recipe)
+    if recipe.base is not None:  # a change of some model: lay it over this base
+        data = merge(base, recipe.config, RunConfig)
+    else:
+        own = run_config_dict(row.recipe)
+        data = {**base, **{slot: own[slot] for slot in MODEL_SLOTS}}
+    data["recipe"] = row.recipe
     return data
-
-
-def _swap(slot: str, current: dict[str, Any], name: str) -> dict[str, Any]:
-    """Another component in ``slot``, keeping the fields its config also has."""
-    if name == NONE:
-        return {"name": NONE}
-    kind = attrs.fields_dict(RunConfig)[slot].metadata["kind"]
-    config = get_registry().get(kind, name).config
-    shared = {f.name for f in attrs.fields(config)} if config is not None else set()
-    return {"name": name, **{k: v for k, v in current.items() if k in shared}}
 
 
 def row_config(row: Row, base: dict[str, Any], overrides: dict[str, Any], seed: int) -> RunConfig:
@@ -128,7 +99,7 @@ def row_config(row: Row, base: dict[str, Any], overrides: dict[str, Any], seed: 
     """
     data = row_config_dict(row, base)
     kept = {k: v for k, v in overrides.items() if _applies(k, data)}
-    return from_dict(RunConfig, apply_overrides(data, {**kept, "train.seed": seed}))
+    return from_dict(RunConfig, apply_overrides(data, {**kept, "train.seed": seed}, RunConfig))
 
 
 def _applies(key: str, data: dict[str, Any]) -> bool:
@@ -138,8 +109,7 @@ def _applies(key: str, data: dict[str, Any]) -> bool:
     name = data[slot]["name"]
     if name == NONE:
         return False
-    kind = attrs.fields_dict(RunConfig)[slot].metadata["kind"]
-    config = get_registry().get(kind, name).config
+    config = get_registry().get(MODEL_SLOTS[slot], name).config
     return config is not None and field in attrs.fields_dict(config)
 
 
@@ -221,17 +191,14 @@ def select_rows(table: str, keys: Sequence[str] | None) -> tuple[Row, ...]:
 
 
 def _summarise(row: Row, reports: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {
+    summary = summarize_folds(reports)
+    return {
         "model": row.label,
         "modality": row.modality,
         "runs": len(reports),
-        "paper": dict(zip(METRICS, row.paper, strict=True)) if row.paper else None,
+        "paper": dict(zip(HEADLINE, row.paper, strict=True)) if row.paper else None,
+        **{m: {"mean": 100 * summary[m]["mean"], "std": 100 * summary[m]["std"]} for m in HEADLINE},
     }
-    for metric in METRICS:
-        values = np.array([100 * r[metric] for r in reports])
-        std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-        out[metric] = {"mean": float(values.mean()), "std": std}
-    return out
 
 
 def _cell(entry: dict[str, float]) -> str:
@@ -245,8 +212,8 @@ def markdown_table(table: str, results: list[dict[str, Any]]) -> str:
     lines.append("|" + "---|" * (len(head) + 1))
     for r in results:
         cells = [r["model"], *([r["modality"]] if with_modality else [])]
-        cells += [_cell(r[m]) for m in METRICS]
-        paper = " / ".join(f"{r['paper'][m]:.2f}" for m in METRICS) if r["paper"] else "–"
+        cells += [_cell(r[m]) for m in HEADLINE]
+        paper = " / ".join(f"{r['paper'][m]:.2f}" for m in HEADLINE) if r["paper"] else "–"
         lines.append("| " + " | ".join(cells) + f" | {paper} |")
     runs = results[0]["runs"] if results else 0
     lines += ["", f"Mean ± std over {runs} seed(s), percent, on the test split of each run."]
@@ -258,14 +225,14 @@ def csv_table(results: list[dict[str, Any]]) -> str:
     writer = csv.writer(buffer)
     writer.writerow(
         ["model", "modality", "runs"]
-        + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
-        + [f"paper_{m}" for m in METRICS]
+        + [f"{m}_{s}" for m in HEADLINE for s in ("mean", "std")]
+        + [f"paper_{m}" for m in HEADLINE]
     )
     for r in results:
         writer.writerow(
             [r["model"], r["modality"], r["runs"]]
-            + [f"{r[m][s]:.4f}" for m in METRICS for s in ("mean", "std")]
-            + [r["paper"][m] if r["paper"] else "" for m in METRICS]
+            + [f"{r[m][s]:.4f}" for m in HEADLINE for s in ("mean", "std")]
+            + [r["paper"][m] if r["paper"] else "" for m in HEADLINE]
         )
     return buffer.getvalue()
 
@@ -287,7 +254,7 @@ def _bar_chart(path: Path, table: str, results: list[dict[str, Any]]) -> None:
     fig, ax = plt.subplots(figsize=(1.6 * len(results) + 2, 4))
     width = 0.27
     x = np.arange(len(results))
-    for i, (metric, label) in enumerate(zip(METRICS, ("Accuracy", "Recall", "F1"), strict=True)):
+    for i, (metric, label) in enumerate(zip(HEADLINE, ("Accuracy", "Recall", "F1"), strict=True)):
         means = [r[metric]["mean"] for r in results]
         stds = [r[metric]["std"] for r in results]
         ax.bar(x + (i - 1) * width, means, width, yerr=stds, capsize=3, label=label)
@@ -309,7 +276,7 @@ def table_view(table: str, results: list[dict[str, Any]]) -> Table:
         view.add_row(
             r["model"],
             r["modality"],
-            *(_cell(r[m]) for m in METRICS),
+            *(_cell(r[m]) for m in HEADLINE),
             f"{r['paper']['accuracy']:.2f}" if r["paper"] else "–",
         )
     return view

@@ -12,7 +12,18 @@ from typing import Any, Literal
 import attrs
 from attrs import validators as v
 
-from avsent.config import Choice, apply_overrides, choice_field, deep_merge, from_dict, to_dict
+from avsent.config import Choice, apply_overrides, choice_field, from_dict, merge, to_dict
+
+#: The model's slots, in the order of the paper's Fig. 1, and the component kind of each.
+#: The slot fields below, ``avsent.model.build_model`` and ``reproduce`` all read this one table.
+MODEL_SLOTS: dict[str, str] = {
+    "audio": "audio_encoder",
+    "video": "video_encoder",
+    "audio_intra": "intra_modal",
+    "video_intra": "intra_modal",
+    "fusion": "fusion",
+    "head": "head",
+}
 
 
 @attrs.define
@@ -139,12 +150,12 @@ class RunConfig:
     recipe: str = "mavsa-di"
     audio_frontend: Choice = choice_field("audio_frontend", "mel-chroma")
     faces: FacesConfig = attrs.Factory(FacesConfig)
-    audio: Choice = choice_field("audio_encoder", "drsn")
-    video: Choice = choice_field("video_encoder", "i3dd")
-    audio_intra: Choice = choice_field("intra_modal", "ima")
-    video_intra: Choice = choice_field("intra_modal", "ima")
-    fusion: Choice = choice_field("fusion", "cma")
-    head: Choice = choice_field("head", "linear")
+    audio: Choice = choice_field(MODEL_SLOTS["audio"], "drsn")
+    video: Choice = choice_field(MODEL_SLOTS["video"], "i3dd")
+    audio_intra: Choice = choice_field(MODEL_SLOTS["audio_intra"], "ima")
+    video_intra: Choice = choice_field(MODEL_SLOTS["video_intra"], "ima")
+    fusion: Choice = choice_field(MODEL_SLOTS["fusion"], "cma")
+    head: Choice = choice_field(MODEL_SLOTS["head"], "linear")
     data: DataConfig = attrs.Factory(DataConfig)
     train: TrainConfig = attrs.Factory(TrainConfig)
     runs_dir: str = "runs"
@@ -159,15 +170,17 @@ def default_run_config(
     """
     if base is None:
         base = run_config_dict(recipe)
-    data = apply_overrides(base, overrides or {})
+    data = apply_overrides(base, overrides or {}, RunConfig)
     return from_dict(RunConfig, data)
 
 
 def run_config_dict(recipe: str) -> dict[str, Any]:
-    """The defaults with the recipe laid over them, as a plain dict."""
-    from avsent.recipe import recipe_config
+    """The defaults with the recipe (and the recipes it derives from) laid over them."""
+    from avsent.recipe import get_recipe
 
-    data = deep_merge(to_dict(RunConfig()), recipe_config(recipe))
+    found = get_recipe(recipe)
+    base = run_config_dict(found.base) if found.base else to_dict(RunConfig())
+    data = merge(base, found.config, RunConfig)
     data["recipe"] = recipe
     return data
 

@@ -14,6 +14,8 @@ from avsent.plugins.attention import (
     IdentityIntra,
     IMAConfig,
     IntraModalAttention,
+    MulTConfig,
+    MulTFusion,
     PassthroughFusion,
 )
 from avsent.registry import get_registry
@@ -51,15 +53,24 @@ def test_ima_shapes_width_and_mask(style, d_model):
     torch.testing.assert_close(again.x, out.x)
 
 
-def test_ima_paper_style_is_the_attention_core():
-    """style='paper', one head, one layer: output = out(softmax(QKᵀ/√d) V) at real steps."""
-    block = IntraModalAttention(IMAConfig(style="paper", heads=1, layers=1), dim=4).eval()
+def test_ima_paper_style_is_equations_4_to_7():
+    """Defaults: F' = softmax(Q Kᵀ / √d_k) V with Q, K, V linear maps, d_k the width, and
+    nothing else (no output map, residual or normalisation)."""
+    block = IntraModalAttention(IMAConfig(), dim=4).eval()
     tokens = _tokens(1, 5, 4, [3])
     attn = block.layers[0]
     x = tokens.x[0, :3]
     q, k, v = attn.q(x), attn.k(x), attn.v(x)
-    expected = attn.out(torch.softmax(q @ k.T / 2.0, dim=-1) @ v)
+    expected = torch.softmax(q @ k.T / 2.0, dim=-1) @ v  # √d_k = √4
     torch.testing.assert_close(block(tokens).x[0, :3], expected)
+    assert sorted(n.split(".")[-2] for n, _ in block.named_parameters()) == [
+        "k",
+        "k",
+        "q",
+        "q",
+        "v",
+        "v",
+    ]
 
 
 def test_ima_heads_must_divide_width():
@@ -82,10 +93,40 @@ def test_identity_keeps_tokens_and_width():
     assert block(tokens) is tokens
 
 
-@pytest.mark.parametrize("combine", ["concat", "sum"])
-def test_cma_output_and_masks(combine):
+def _reference_cma(fusion: CrossModalAttention, audio: Tokens, video: Tokens, i: int):
+    """Eq. 8 by hand for sample i: Q, K, V of the real audio and video tokens side by
+    side; each query sees the other modality's keys (attend="other") or all of them."""
+    a = audio.x[i, audio.mask[i]]
+    v = video.x[i, video.mask[i]]
+    qa, ka, va = fusion.audio_qkv(a).chunk(3, dim=-1)
+    qv, kv, vv = fusion.video_qkv(v).chunk(3, dim=-1)
+    scale = fusion.config.d_model**0.5
+    if fusion.config.attend == "other":
+        fused_a = torch.softmax(qa @ kv.T / scale, dim=-1) @ vv  # audio queries read video
+        fused_v = torch.softmax(qv @ ka.T / scale, dim=-1) @ va  # video queries read audio
+        return torch.cat([fused_a, fused_v]).mean(0)
+    q, k, val = torch.cat([qa, qv]), torch.cat([ka, kv]), torch.cat([va, vv])
+    return (torch.softmax(q @ k.T / scale, dim=-1) @ val).mean(0)
+
+
+@pytest.mark.parametrize("attend", ["other", "all"])
+def test_cma_is_equation_8(attend):
     fusion = CrossModalAttention(
-        CMAConfig(d_model=16, heads=4, layers=2, combine=combine), audio_dim=6, video_dim=10
+        CMAConfig(d_model=8, attend=attend), audio_dim=6, video_dim=10
+    ).eval()
+    audio = _tokens(3, 9, 6, [9, 5, 2], seed=2)
+    video = _tokens(3, 4, 10, [4, 4, 1], seed=3)
+    out = fusion(audio, video)
+    assert out.shape == (3, 8) and fusion.out_dim == 8
+    for i in range(3):
+        torch.testing.assert_close(out[i], _reference_cma(fusion, audio, video, i))
+    torch.testing.assert_close(fusion(_scramble_padding(audio), _scramble_padding(video)), out)
+
+
+@pytest.mark.parametrize("combine", ["concat", "sum"])
+def test_mult_variant_output_and_masks(combine):
+    fusion = MulTFusion(
+        MulTConfig(d_model=16, heads=4, layers=2, combine=combine), audio_dim=6, video_dim=10
     ).eval()
     audio = _tokens(3, 9, 6, [9, 5, 2], seed=2)
     video = _tokens(3, 4, 10, [4, 4, 1], seed=3)
@@ -103,6 +144,8 @@ def test_cma_output_and_masks(combine):
 def test_cma_needs_both_modalities():
     with pytest.raises(ConfigError, match="passthrough"):
         CrossModalAttention(CMAConfig(), audio_dim=8, video_dim=None)
+    with pytest.raises(ConfigError, match="passthrough"):
+        MulTFusion(MulTConfig(), audio_dim=None, video_dim=8)
 
 
 def test_concat_is_masked_means_side_by_side():
@@ -137,6 +180,7 @@ def test_parts_are_registered_through_the_entry_point():
         ("intra_modal", "ima"),
         ("intra_modal", "identity"),
         ("fusion", "cma"),
+        ("fusion", "cma-mult"),
         ("fusion", "concat"),
         ("fusion", "passthrough"),
     ]:
@@ -146,12 +190,14 @@ def test_parts_are_registered_through_the_entry_point():
     assert registry.get("intra_modal", "identity").build(None, dim=7).out_dim == 7
 
 
-def test_every_attention_parameter_gets_a_gradient():
-    ima = IntraModalAttention(IMAConfig(d_model=8, heads=2, layers=2), dim=6)
-    cma = CrossModalAttention(CMAConfig(d_model=8, heads=2, layers=2), audio_dim=8, video_dim=8)
+@pytest.mark.parametrize("style", ["paper", "transformer"])
+def test_every_attention_parameter_gets_a_gradient(style):
+    ima = IntraModalAttention(IMAConfig(style=style, d_model=8, heads=2, layers=2), dim=6)
+    cma = CrossModalAttention(CMAConfig(d_model=8, heads=2), audio_dim=8, video_dim=8)
+    mult = MulTFusion(MulTConfig(d_model=8, heads=2, layers=2), audio_dim=8, video_dim=8)
     audio = ima(_tokens(2, 5, 6, [5, 3]))
     video = _tokens(2, 3, 8, [3, 2])
-    cma(audio, video).sum().backward()
-    for module in (ima, cma):
+    (cma(audio, video).sum() + mult(audio, video).sum()).backward()
+    for module in (ima, cma, mult):
         missing = [n for n, p in module.named_parameters() if p.grad is None or not p.grad.any()]
         assert not missing

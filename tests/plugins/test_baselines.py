@@ -201,7 +201,7 @@ TINY_PARTS = {
         video=("cmavf-3dcnn", {"channels": [4, 8], "reduction": 2}),
         audio_intra="identity",
         video_intra="identity",
-        fusion=("cma", {"d_model": 8, "heads": 2, "layers": 1}),
+        fusion=("cma-mult", {"d_model": 8, "heads": 2, "layers": 1}),
         head="metric",
     ),
 }

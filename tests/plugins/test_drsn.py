@@ -45,7 +45,7 @@ def test_thresholds_are_a_fraction_of_the_mean_magnitude(shared):
     torch.manual_seed(0)
     shrink = Shrinkage2d(6, shared=shared).eval()
     x = torch.randn(3, 6, 5, 7) * torch.arange(1, 7).view(1, 6, 1, 1)
-    mask = torch.ones(3, 1, 1, 7)
+    mask = torch.ones(3, 7, dtype=torch.bool)
     tau = shrink.thresholds(x, mask)[:, :, 0, 0]  # [B, C]
     level = x.abs().mean(dim=(2, 3))
     if shared:
@@ -61,7 +61,7 @@ def test_thresholds_are_a_fraction_of_the_mean_magnitude(shared):
 def test_thresholds_ignore_padded_steps():
     shrink = Shrinkage2d(3, shared=False).eval()
     x = torch.randn(1, 3, 4, 6)
-    mask = torch.tensor([1.0, 1, 1, 1, 0, 0]).view(1, 1, 1, 6)
+    mask = torch.tensor([[True, True, True, True, False, False]])
     noisy = x.clone()
     noisy[..., 4:] = 100.0
     torch.testing.assert_close(shrink.thresholds(x, mask), shrink.thresholds(noisy, mask))
@@ -111,9 +111,9 @@ def test_downsampling_identity_is_pooled_and_zero_padded():
     for conv in (unit.conv1, unit.conv2):
         torch.nn.init.zeros_(conv.weight)  # residual branch = 0: output is the identity
     x = torch.arange(32.0).view(1, 2, 4, 4)
-    y, mask = unit(x, torch.ones(1, 1, 1, 4))
+    y, mask = unit(x, torch.ones(1, 4, dtype=torch.bool))
     torch.testing.assert_close(y[:, :2], torch.nn.functional.avg_pool2d(x, 2))
-    assert (y[:, 2:] == 0).all() and mask.shape == (1, 1, 1, 2)
+    assert (y[:, 2:] == 0).all() and mask.shape == (1, 2)
 
 
 @pytest.mark.parametrize("table", [{"stem_channels": 16, "widths": [8]}, {"widths": [16, 8]}])

@@ -8,9 +8,9 @@ from torch import nn
 
 from avsent.contracts import Tokens
 from avsent.errors import ConfigError
+from avsent.layers.spd_conv import SPDConv, depth_to_space, space_to_depth
 from avsent.model import count_parameters
 from avsent.plugins.i3dd import PRESETS, DenseNet3D, DenseNet3DConfig, I3DDConfig
-from avsent.plugins.spd_conv import SPDConv, depth_to_space, space_to_depth
 from avsent.registry import get_registry
 
 SMALL = PRESETS["small"]
@@ -45,7 +45,9 @@ def test_space_to_depth_rejects_odd_sides():
 @pytest.mark.parametrize(("t", "c", "size"), [(16, 3, 64), (8, 1, 32), (5, 3, 48)])
 def test_tokens_over_time(spd, t, c, size):
     config = (I3DDConfig if spd else DenseNet3DConfig)(**SMALL)
-    model = DenseNet3D(config, in_channels=c, frames=t, size=size, spd=spd).eval()
+    model = DenseNet3D(
+        config, in_channels=c, frames=t, size=size, downsampling="spd" if spd else None
+    ).eval()
     mask = torch.ones(2, t, dtype=torch.bool)
     mask[1, t // 2 :] = False
     tokens = model(torch.randn(2, c, t, size, size), mask)
@@ -56,7 +58,7 @@ def test_tokens_over_time(spd, t, c, size):
 
 def test_time_downsampling_shortens_tokens_and_mask():
     config = I3DDConfig(**SMALL, downsample_time=True)  # 4 halvings: 16 frames → 1
-    model = DenseNet3D(config, in_channels=3, frames=32, size=32, spd=True)
+    model = DenseNet3D(config, in_channels=3, frames=32, size=32, downsampling="spd")
     mask = torch.zeros(1, 32, dtype=torch.bool)
     mask[0, :10] = True
     tokens = model(torch.randn(1, 3, 32, 32, 32), mask)
@@ -65,17 +67,19 @@ def test_time_downsampling_shortens_tokens_and_mask():
 
 def test_sides_not_divisible_by_the_downsampling_are_a_clear_error():
     with pytest.raises(ConfigError, match=r"downsamples 5 times \(×32\).*H=48, W=48"):
-        DenseNet3D(I3DDConfig(), in_channels=3, frames=16, size=48, spd=True)
+        DenseNet3D(I3DDConfig(), in_channels=3, frames=16, size=48, downsampling="spd")
     with pytest.raises(ConfigError, match="T=12"):
-        DenseNet3D(I3DDConfig(**SMALL, downsample_time=True), frames=12, size=32, spd=True)
-    model = DenseNet3D(I3DDConfig(**SMALL), frames=8, size=32, spd=True)
+        DenseNet3D(
+            I3DDConfig(**SMALL, downsample_time=True), frames=12, size=32, downsampling="spd"
+        )
+    model = DenseNet3D(I3DDConfig(**SMALL), frames=8, size=32, downsampling="spd")
     with pytest.raises(ConfigError, match="W=40"):
         model(torch.zeros(1, 3, 8, 32, 40), torch.ones(1, 8, dtype=torch.bool))
 
 
 def test_i3dd_has_no_strided_conv_or_pooling_and_densenet3d_does():
-    i3dd = DenseNet3D(I3DDConfig(**SMALL), frames=8, size=32, spd=True)
-    plain = DenseNet3D(DenseNet3DConfig(**SMALL), frames=8, size=32, spd=False)
+    i3dd = DenseNet3D(I3DDConfig(**SMALL), frames=8, size=32, downsampling="spd")
+    plain = DenseNet3D(DenseNet3DConfig(**SMALL), frames=8, size=32, downsampling=None)
     convs = [m for m in i3dd.modules() if isinstance(m, nn.Conv3d)]
     assert all(m.stride == (1, 1, 1) for m in convs)
     assert not any(isinstance(m, (nn.MaxPool3d, nn.AvgPool3d)) for m in i3dd.modules())
@@ -84,17 +88,17 @@ def test_i3dd_has_no_strided_conv_or_pooling_and_densenet3d_does():
 
 
 def test_trains(tmp_path):
-    model = DenseNet3D(I3DDConfig(**SMALL), in_channels=1, frames=4, size=32, spd=True)
+    model = DenseNet3D(I3DDConfig(**SMALL), in_channels=1, frames=4, size=32, downsampling="spd")
     tokens = model(torch.randn(2, 1, 4, 32, 32), torch.ones(2, 4, dtype=torch.bool))
     tokens.mean().sum().backward()
     assert all(p.grad is not None for p in model.parameters())
 
 
 def test_paper_preset_size():
-    model = DenseNet3D(I3DDConfig(), in_channels=3, frames=16, size=64, spd=True)
+    model = DenseNet3D(I3DDConfig(), in_channels=3, frames=16, size=64, downsampling="spd")
     assert model.out_dim == 1024
     assert 12e6 < count_parameters(model) < 17e6
-    assert I3DDConfig() == I3DDConfig(**PRESETS["paper"])
+    assert I3DDConfig() == I3DDConfig(**PRESETS["densenet121-3d"])
 
 
 @pytest.mark.parametrize("name", ["i3dd", "densenet3d"])
@@ -108,7 +112,9 @@ def test_registered(name):
 def test_padded_frames_content_does_not_reach_the_tokens(spd):
     torch.manual_seed(0)
     config = I3DDConfig(growth_rate=4, block_config=(1, 1), num_init_features=8)
-    model = DenseNet3D(config, in_channels=3, frames=8, size=16, spd=spd).eval()
+    model = DenseNet3D(
+        config, in_channels=3, frames=8, size=16, downsampling="spd" if spd else None
+    ).eval()
     x = torch.randn(1, 3, 8, 16, 16)
     mask = torch.tensor([[True] * 4 + [False] * 4])
     noisy = x.clone()

@@ -12,12 +12,9 @@ import avsent
 from avsent import Batch
 from avsent.config import NONE
 from avsent.model import count_parameters
-from avsent.plugins.recipes import MAVSA_DI, RECIPES
-from avsent.recipe import recipe_config
+from avsent.plugins.recipes import RECIPES
 from avsent.registry import get_registry
-from avsent.run_config import default_run_config, run_config_dict
-
-SLOTS = ("audio", "video", "audio_intra", "video_intra", "fusion", "head")
+from avsent.run_config import MODEL_SLOTS, default_run_config, run_config_dict
 
 #: Per component: fields that make it tiny (tests only; every name a recipe uses appears).
 TINY = {
@@ -25,8 +22,9 @@ TINY = {
     "resnet-plain": {"stem_channels": 4, "widths": [4, 8], "units_per_stage": 1},
     "i3dd": {"growth_rate": 4, "block_config": [1, 1], "num_init_features": 8},
     "densenet3d": {"growth_rate": 4, "block_config": [1, 1], "num_init_features": 8},
-    "ima": {"d_model": 8, "heads": 2},
-    "cma": {"d_model": 8, "heads": 2, "layers": 1},
+    "ima": {"heads": 2},  # width: the encoder's (d_model 0), as identity keeps it
+    "cma": {"d_model": 8, "heads": 2},
+    "cma-mult": {"d_model": 8, "heads": 2, "layers": 1},
     "lstm": {"hidden": 8},
     "vcan-afm": {"channels": [4, 8]},
     "vcan-frames": {"channels": [4, 8]},
@@ -45,7 +43,7 @@ def tiny_overrides(name: str, **extra: dict) -> dict:
     """Overrides shrinking every part of recipe ``name`` (slot names stay the recipe's)."""
     config = run_config_dict(name)
     out = {k: dict(v) for k, v in TINY_INPUTS.items()}
-    for slot in SLOTS:
+    for slot in MODEL_SLOTS:
         component = config[slot]["name"]
         if component in TINY:
             out[slot] = dict(TINY[component])
@@ -74,6 +72,9 @@ def mixed_batch(model: avsent.AVModel, size: int = 4, seed: int = 0) -> Batch:
         if model.uses_video
         else None,
         video_mask=(torch.arange(frames)[None] < video_len[:, None]) if model.uses_video else None,
+        geometry=torch.randn(size, frames, spec.geometry_dim, generator=g)
+        if model.uses_video and spec.geometry_dim
+        else None,
         targets=torch.arange(size) % len(model.class_names),
     )
 
@@ -92,28 +93,69 @@ def test_all_recipes_are_registered_with_references():
         assert recipe.description and recipe.reference, name
 
 
+#: the model's submodule each slot builds
+MODULE_OF_SLOT = {
+    "audio": "audio_encoder",
+    "video": "video_encoder",
+    "audio_intra": "audio_intra",
+    "video_intra": "video_intra",
+    "fusion": "fusion",
+    "head": "head",
+}
+
+
+def _shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
 @pytest.mark.parametrize(
     ("name", "changed"),
     [
-        ("mavsa-di-wo-drsn", {"audio": "resnet-plain"}),
-        ("mavsa-di-wo-i3dd", {"video": "densenet3d"}),
-        ("mavsa-di-wo-ima", {"audio_intra": "identity", "video_intra": "identity"}),
-        ("mavsa-di-wo-cma", {"fusion": "concat"}),
+        ("mavsa-di-wo-drsn", {"audio"}),
+        ("mavsa-di-wo-i3dd", {"video"}),
+        ("mavsa-di-wo-ima", {"audio_intra", "video_intra"}),
+        ("mavsa-di-wo-cma", {"fusion"}),
     ],
 )
-def test_each_ablation_replaces_one_part_of_mavsa_di(name, changed):
-    ablation = recipe_config(name)
-    for slot in SLOTS:
-        if slot in changed:
-            assert ablation[slot] == {"name": changed[slot]}
-        else:
-            assert ablation[slot] == MAVSA_DI[slot], slot
+def test_each_ablation_differs_from_mavsa_di_only_in_its_slot(name, changed):
+    full = run_config_dict("mavsa-di")
+    ablation = run_config_dict(name)
+    differs = {slot for slot in MODEL_SLOTS if ablation[slot] != full[slot]}
+    assert differs == changed
+    assert {k: v for k, v in ablation.items() if k not in {*MODEL_SLOTS, "recipe"}} == {
+        k: v for k, v in full.items() if k not in {*MODEL_SLOTS, "recipe"}
+    }
+    # built: every module outside the changed slots has the same names and shapes, except
+    # the head's input width after a fusion of another width (w/o CMA: concatenation)
+    outside = {MODULE_OF_SLOT[s] for s in MODEL_SLOTS if s not in changed}
+    a = _shapes(avsent.create_model("mavsa-di", **tiny_overrides("mavsa-di")))
+    b = _shapes(avsent.create_model(name, **tiny_overrides(name)))
+    assert a != b
+
+    def kept(shapes: dict) -> dict:
+        return {
+            k: v
+            for k, v in shapes.items()
+            if k.split(".")[0] in outside and not (changed == {"fusion"} and k == "head.fc.weight")
+        }
+
+    assert kept(a) == kept(b)
 
 
-def test_mavsa_di_is_the_papers_figure_one():
-    config = default_run_config("mavsa-di")
-    names = [getattr(config, slot).name for slot in SLOTS]
-    assert names == ["drsn", "i3dd", "ima", "ima", "cma", "linear"]
+def test_wo_i3dd_only_swaps_each_spd_conv_for_a_strided_conv():
+    i3dd = avsent.create_model("mavsa-di").video_encoder
+    strided = avsent.create_model("mavsa-di-wo-i3dd").video_encoder
+    spd_convs = [m for m in i3dd.modules() if type(m).__name__ == "SPDConv"]
+    convs = [m for m in strided.modules() if isinstance(m, torch.nn.Conv3d)]
+    assert spd_convs and not [m for m in strided.modules() if type(m).__name__ == "SPDConv"]
+    assert len([m for m in i3dd.modules() if isinstance(m, torch.nn.Conv3d)]) == len(convs)
+    strided_ones = [c for c in convs if c.stride != (1, 1, 1)]
+    assert len(strided_ones) == len(spd_convs)
+    for spd, conv in zip(spd_convs, strided_ones, strict=True):
+        inner = spd[1]
+        assert inner.out_channels == conv.out_channels and inner.kernel_size == conv.kernel_size
+        assert inner.in_channels == 4 * conv.in_channels  # space-to-depth: 4× channels
+    assert i3dd.out_dim == strided.out_dim
 
 
 @pytest.mark.parametrize(("name", "absent"), [("drsn-audio", "video"), ("i3dd-visual", "audio")])
@@ -150,6 +192,7 @@ def test_eval_output_of_a_clip_does_not_depend_on_its_audio_padding():
         audio_mask=batch.audio_mask[2:3, :20],
         video=batch.video[2:3],
         video_mask=batch.video_mask[2:3],
+        geometry=batch.geometry[2:3],
     )
     with torch.no_grad():
         torch.testing.assert_close(
@@ -180,7 +223,7 @@ def test_small_model_overfits_a_handful_of_clips():
         "audio": {"dropout": 0.0},
         "audio_intra": {"dropout": 0.0, "attn_dropout": 0.0},
         "video_intra": {"dropout": 0.0, "attn_dropout": 0.0},
-        "fusion": {"dropout": 0.0, "attn_dropout": 0.0},
+        "fusion": {"attn_dropout": 0.0},
         "head": {"dropout": 0.0},
     }
     model = avsent.create_model("mavsa-di", **tiny_overrides("mavsa-di", **no_dropout))
@@ -189,7 +232,7 @@ def test_small_model_overfits_a_handful_of_clips():
     batch = Batch(
         **{
             f: torch.cat([getattr(batch, f), getattr(second, f)])
-            for f in ("audio", "audio_mask", "video", "video_mask")
+            for f in ("audio", "audio_mask", "video", "video_mask", "geometry")
         },
         targets=torch.tensor([0, 1, 2, 3, 4, 5, 6, 0]),
     )

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from avsent.config import deep_merge, from_dict
+from avsent.config import from_dict, merge
 from avsent.data.features import ClipFeatures
 from avsent.data.loader import Sample
 from avsent.run_config import RunConfig, run_config_dict
@@ -28,7 +28,7 @@ TINY = {
 
 
 def make_tiny_config(**train: Any) -> RunConfig:
-    data = deep_merge(run_config_dict("drsn-audio"), TINY)
+    data = merge(run_config_dict("drsn-audio"), TINY, RunConfig)
     data["train"].update(train)
     return from_dict(RunConfig, data)
 

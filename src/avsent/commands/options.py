@@ -80,4 +80,4 @@ def build_config(
 
 def with_overrides(config: RunConfig, changes: dict[str, Any]) -> RunConfig:
     """``config`` with dotted overrides applied (every field re-checked)."""
-    return from_dict(RunConfig, apply_overrides(to_dict(config), changes))
+    return from_dict(RunConfig, apply_overrides(to_dict(config), changes, RunConfig))

@@ -1,55 +1,75 @@
 """Attention parts of MAVSA-DI (paper §3.4) and the simple fusions its ablations need.
 
-* ``ima`` — intra-modal attention, eqs. 4–7: ``softmax(Q Kᵀ / √d_k) V`` over one modality's
-  tokens. ``style = "paper"`` is exactly that attention core (Q, K, V linear maps, multi-head,
-  an output map); ``style = "transformer"`` (default) wraps the same core in a pre-LayerNorm
-  residual block with a feed-forward layer, which trains more stably and can be stacked.
+* ``ima`` — intra-modal attention. ``style = "paper"`` (default) is eqs. 4–7 as written:
+  Q, K, V linear maps of the branch's tokens, α = softmax(QKᵀ/√d_k), F′ = αV — nothing
+  else. ``style = "transformer"`` is a variant (pre-LayerNorm residual block with a
+  feed-forward layer, several heads), used by the ``mavsa-di-plus`` recipe.
 * ``identity`` — the "w/o IMA" ablation: tokens pass unchanged.
-* ``cma`` — cross-modal attention, eq. 8, MulT-style: video queries attend over audio keys and
-  values and audio queries over video, each direction a stack of pre-LN blocks; the two
-  results are pooled over time (masked) and concatenated (or summed) into F_fusion.
+* ``cma`` — cross-modal attention, eq. 8 as written: Q_av, K_av, V_av are linear maps of
+  the audio-visual token sequence (F′_a and F′_v side by side), β_av = softmax(Q_av K_avᵀ
+  /√d_k), and F_fusion = β_av V_av, pooled over the real tokens into the head's input.
+  Every token queries; with ``attend = "other"`` (default) each token's keys are the
+  *other* modality's tokens only, which is what makes the attention cross-modal (β_av's
+  intra-modal blocks are masked). Paper silent on: the query side (both modalities here,
+  so neither branch's content is lost — F_fusion holds audio values read by video queries
+  and video values read by audio queries), per-modality maps (the branch widths differ),
+  the width d_k (``d_model``) and the pooling (masked mean).
+* ``cma-mult`` — a variant: the MulT stack (Tsai et al. 2019), both directions, pre-LN
+  residual blocks with FFNs, sinusoidal positions, pooled and concatenated.
 * ``concat`` — the "w/o CMA" ablation: masked means of the present modalities, concatenated.
 * ``passthrough`` — unimodal models: the masked mean of the one present modality.
 
-Every part honours the padding masks: keys at padded steps get no attention weight and
-padded query steps are zeroed, so the content of padded positions never reaches the output.
+Every part honours the padding masks (:mod:`avsent.layers.masks`): padded keys get no
+attention weight and padded query steps are zeroed, so padding never reaches the output.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import attrs
 import torch
 from attrs import validators as v
 from torch import nn
-from torch.nn import functional as F
 
 from avsent.contracts import Tokens
 from avsent.errors import ConfigError
 from avsent.hookspecs import hookimpl
+from avsent.layers.attention import AttentionBlock, QKVAttention, scaled_dot_product, sinusoid
+from avsent.layers.masks import masked_mean, zero_padding
 
 _unit = [v.ge(0.0), v.lt(1.0)]
 
 
 @attrs.define
 class IMAConfig:
-    """Intra-modal attention. ``d_model = 0`` keeps the encoder's width (no input map)."""
+    """Intra-modal attention; the defaults are eqs. 4–7 (one attention map, no extras)."""
 
-    style: Literal["paper", "transformer"] = "transformer"
+    style: Literal["paper", "transformer"] = "paper"
+    #: width of Q, K and V; 0 = the encoder's width (paper silent: d_k is not given)
     d_model: int = attrs.field(default=0, validator=v.ge(0))
-    heads: int = attrs.field(default=4, validator=v.ge(1))
+    heads: int = attrs.field(default=1, validator=v.ge(1))  #: the equations have one α
     layers: int = attrs.field(default=1, validator=v.ge(1))
-    attn_dropout: float = attrs.field(default=0.1, validator=_unit)
-    dropout: float = attrs.field(default=0.1, validator=_unit)  #: residual and FFN dropout
-    ffn_mult: int = attrs.field(default=4, validator=v.ge(1))
+    attn_dropout: float = attrs.field(default=0.0, validator=_unit)
+    dropout: float = attrs.field(default=0.1, validator=_unit)  #: transformer: residual, FFN
+    ffn_mult: int = attrs.field(default=4, validator=v.ge(1))  #: transformer only
     positional: bool = False  #: add sinusoidal time positions before attending
 
 
 @attrs.define
 class CMAConfig:
-    """Cross-modal attention fusion (MulT defaults: d 30–64, 4–8 heads, attn dropout 0.1)."""
+    """Cross-modal attention by eq. 8 (one β_av); widths and pooling are paper silent."""
+
+    d_model: int = attrs.field(default=128, validator=v.ge(1))  #: width of Q_av, K_av, V_av
+    heads: int = attrs.field(default=1, validator=v.ge(1))
+    #: "other": each token attends over the other modality's tokens; "all": over both
+    attend: Literal["other", "all"] = "other"
+    attn_dropout: float = attrs.field(default=0.0, validator=_unit)
+
+
+@attrs.define
+class MulTConfig:
+    """The MulT-style cross-modal stack (MulT defaults: d 30–64, 4–8 heads, dropout 0.1)."""
 
     d_model: int = attrs.field(default=64, validator=v.ge(1))
     heads: int = attrs.field(default=4, validator=v.ge(1))
@@ -61,117 +81,32 @@ class CMAConfig:
     combine: Literal["concat", "sum"] = "concat"
 
 
-# -- building blocks -----------------------------------------------------------------
-
-
-def key_mask(mask: torch.Tensor) -> torch.Tensor:
-    """[B, T] real-step mask → [B, 1, 1, T] attention mask; an all-padding row attends to all
-    (its output is zeroed afterwards) so softmax never sees an empty row."""
-    empty = ~mask.any(dim=1, keepdim=True)
-    return (mask | empty)[:, None, None, :]
-
-
-def sinusoid(length: int, dim: int, device: torch.device) -> torch.Tensor:
-    """Transformer sinusoidal positions [length, dim]."""
-    pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
-    idx = torch.arange(0, dim, 2, device=device, dtype=torch.float32)
-    freq = torch.exp(-math.log(10000.0) * idx / dim)
-    table = torch.zeros(length, dim, device=device)
-    table[:, 0::2] = torch.sin(pos * freq)
-    table[:, 1::2] = torch.cos(pos * freq)[:, : dim // 2]
-    return table
-
-
-class MultiHeadAttention(nn.Module):
-    """softmax(Q Kᵀ / √d_k) V with linear Q, K, V and output maps; keys masked."""
-
-    def __init__(self, dim: int, heads: int, dropout: float) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ConfigError("heads", f"width {dim} is not divisible by {heads} heads")
-        self.heads = heads
-        self.dropout = dropout
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
-        self.out = nn.Linear(dim, dim)
-
-    def forward(
-        self, query: torch.Tensor, source: torch.Tensor, source_mask: torch.Tensor
-    ) -> torch.Tensor:
-        b, tq, d = query.shape
-        ts = source.shape[1]
-        h = self.heads
-        q = self.q(query).view(b, tq, h, d // h).transpose(1, 2)
-        k = self.k(source).view(b, ts, h, d // h).transpose(1, 2)
-        val = self.v(source).view(b, ts, h, d // h).transpose(1, 2)
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            val,
-            attn_mask=key_mask(source_mask),
-            dropout_p=self.dropout if self.training else 0.0,
-        )
-        return self.out(y.transpose(1, 2).reshape(b, tq, d))
-
-
-class AttentionBlock(nn.Module):
-    """Pre-LN residual block: x + Attn(LN(x), LN(src)); x + FFN(LN(x)).
-
-    A self-attention block (``cross=False``) attends over its own normalised input."""
-
-    def __init__(
-        self,
-        dim: int,
-        heads: int,
-        attn_dropout: float,
-        dropout: float,
-        ffn_mult: int,
-        *,
-        cross: bool,
-    ) -> None:
-        super().__init__()
-        self.norm_q = nn.LayerNorm(dim)
-        self.norm_kv = nn.LayerNorm(dim) if cross else None
-        self.attn = MultiHeadAttention(dim, heads, attn_dropout)
-        self.norm_ffn = nn.LayerNorm(dim)
-        self.ffn = nn.Sequential(
-            nn.Linear(dim, dim * ffn_mult),
-            nn.GELU(),
-            nn.Dropout(dropout),
-            nn.Linear(dim * ffn_mult, dim),
-        )
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor, src: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
-        q = self.norm_q(x)
-        kv = q if self.norm_kv is None else self.norm_kv(src)
-        x = x + self.drop(self.attn(q, kv, src_mask))
-        return x + self.drop(self.ffn(self.norm_ffn(x)))
-
-
-def _zero_padding(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return x * mask.unsqueeze(-1).to(x.dtype)
-
-
 # -- intra-modal -----------------------------------------------------------------------
 
 
 class IntraModalAttention(nn.Module):
-    """IMA (eqs. 4–7) over one modality's tokens; keeps the mask, width ``out_dim``."""
+    """IMA over one modality's tokens; keeps the mask, width ``out_dim``."""
 
     def __init__(self, config: IMAConfig, *, dim: int) -> None:
         super().__init__()
         self.config = config
         self.out_dim = config.d_model or dim
-        self.proj = nn.Linear(dim, self.out_dim) if config.d_model else nn.Identity()
         if config.style == "paper":
+            # eq. 4–7: the linear maps of Q, K, V are the only parameters
+            self.proj = nn.Identity()
             self.layers = nn.ModuleList(
-                MultiHeadAttention(self.out_dim, config.heads, config.attn_dropout)
-                for _ in range(config.layers)
+                QKVAttention(
+                    dim if i == 0 else self.out_dim,
+                    dim if i == 0 else self.out_dim,
+                    self.out_dim,
+                    config.heads,
+                    config.attn_dropout,
+                )
+                for i in range(config.layers)
             )
             self.norm = nn.Identity()
         else:
+            self.proj = nn.Linear(dim, self.out_dim) if config.d_model else nn.Identity()
             self.layers = nn.ModuleList(
                 AttentionBlock(
                     self.out_dim,
@@ -188,10 +123,10 @@ class IntraModalAttention(nn.Module):
     def forward(self, tokens: Tokens) -> Tokens:
         x = self.proj(tokens.x)
         if self.config.positional:
-            x = x + sinusoid(x.shape[1], x.shape[2], x.device)
+            x = x + sinusoid(x.shape[1], x.shape[2], x.device).to(x.dtype)
         for layer in self.layers:
             x = layer(x, x, tokens.mask)
-        return Tokens(_zero_padding(self.norm(x), tokens.mask), tokens.mask)
+        return Tokens(zero_padding(self.norm(x), tokens.mask), tokens.mask)
 
 
 class IdentityIntra(nn.Module):
@@ -208,15 +143,58 @@ class IdentityIntra(nn.Module):
 # -- fusions ---------------------------------------------------------------------------
 
 
+def _needs_both(name: str, audio_dim: int | None, video_dim: int | None) -> None:
+    if audio_dim is None or video_dim is None:
+        raise ConfigError(
+            "fusion", f"{name!r} needs both audio and video; use 'passthrough' for one modality"
+        )
+
+
 class CrossModalAttention(nn.Module):
-    """CMA (eq. 8): each modality queries the other; masked pooling; concat or sum."""
+    """CMA by eq. 8: one β_av over the audio-visual tokens, F_fusion = β_av V_av, pooled."""
 
     def __init__(self, config: CMAConfig, *, audio_dim: int | None, video_dim: int | None):
         super().__init__()
-        if audio_dim is None or video_dim is None:
-            raise ConfigError(
-                "fusion", "'cma' needs both audio and video; use 'passthrough' for one modality"
-            )
+        _needs_both("cma", audio_dim, video_dim)
+        self.config = config
+        d = config.d_model
+        if d % config.heads:
+            raise ConfigError("fusion.heads", f"width {d} is not divisible by {config.heads}")
+        # one set of maps per modality: the branches' widths differ (paper silent)
+        self.audio_qkv = nn.Linear(audio_dim, 3 * d)
+        self.video_qkv = nn.Linear(video_dim, 3 * d)
+        self.out_dim = d
+
+    def forward(self, audio: Tokens | None, video: Tokens | None) -> torch.Tensor:
+        if audio is None or video is None:
+            raise ConfigError("fusion", "'cma' got a batch without audio or without video")
+        qkv = torch.cat([self.audio_qkv(audio.x), self.video_qkv(video.x)], dim=1)
+        q, k, val = qkv.chunk(3, dim=-1)
+        mask = torch.cat([audio.mask, video.mask], dim=1)
+        allowed = None
+        if self.config.attend == "other":
+            is_video = torch.zeros(mask.shape[1], dtype=torch.bool, device=mask.device)
+            is_video[audio.x.shape[1] :] = True
+            allowed = (is_video[:, None] != is_video[None, :]).expand(mask.shape[0], -1, -1)
+        fused = scaled_dot_product(
+            q,
+            k,
+            val,
+            mask,
+            heads=self.config.heads,
+            dropout=self.config.attn_dropout if self.training else 0.0,
+            allowed=allowed,
+        )
+        return masked_mean(fused, mask)
+
+
+class MulTFusion(nn.Module):
+    """The MulT variant: each modality queries the other through a stack of pre-LN blocks;
+    masked pooling; concat or sum."""
+
+    def __init__(self, config: MulTConfig, *, audio_dim: int | None, video_dim: int | None):
+        super().__init__()
+        _needs_both("cma-mult", audio_dim, video_dim)
         self.config = config
         d = config.d_model
         self.audio_in = nn.Linear(audio_dim, d)
@@ -243,19 +221,19 @@ class CrossModalAttention(nn.Module):
 
     def forward(self, audio: Tokens | None, video: Tokens | None) -> torch.Tensor:
         if audio is None or video is None:
-            raise ConfigError("fusion", "'cma' got a batch without audio or without video")
+            raise ConfigError("fusion", "'cma-mult' got a batch without audio or without video")
         a = self.audio_in(audio.x)
         vv = self.video_in(video.x)
         if self.config.positional:
-            a = a + sinusoid(a.shape[1], a.shape[2], a.device)
-            vv = vv + sinusoid(vv.shape[1], vv.shape[2], vv.device)
+            a = a + sinusoid(a.shape[1], a.shape[2], a.device).to(a.dtype)
+            vv = vv + sinusoid(vv.shape[1], vv.shape[2], vv.device).to(vv.dtype)
         v_att, a_att = vv, a
         for block in self.video_from_audio:
             v_att = block(v_att, a, audio.mask)
         for block in self.audio_from_video:
             a_att = block(a_att, vv, video.mask)
-        v_vec = Tokens(self.norm_video(v_att), video.mask).mean()
-        a_vec = Tokens(self.norm_audio(a_att), audio.mask).mean()
+        v_vec = masked_mean(self.norm_video(v_att), video.mask)
+        a_vec = masked_mean(self.norm_audio(a_att), audio.mask)
         if self.config.combine == "concat":
             return torch.cat([a_vec, v_vec], dim=-1)
         return a_vec + v_vec
@@ -297,22 +275,32 @@ class PassthroughFusion(nn.Module):
 
 @hookimpl
 def register_intra_modal_blocks(register):
-    register(
+    register.intra_modal(
         "ima",
         IntraModalAttention,
         config=IMAConfig,
-        description="intra-modal self-attention (paper eqs. 4–7), masked",
+        description="intra-modal attention, eqs. 4–7 (style 'transformer': encoder-layer variant)",
     )
-    register("identity", IdentityIntra, description="no intra-modal block (w/o IMA ablation)")
+    register.intra_modal(
+        "identity", IdentityIntra, description="no intra-modal block (w/o IMA ablation)"
+    )
 
 
 @hookimpl
 def register_fusions(register):
-    register(
+    register.fusion(
         "cma",
         CrossModalAttention,
         config=CMAConfig,
-        description="cross-modal attention both ways, pooled (paper eq. 8, MulT-style)",
+        description="cross-modal attention, eq. 8: one β_av over the audio-visual tokens",
     )
-    register("concat", ConcatFusion, description="masked means concatenated (w/o CMA ablation)")
-    register("passthrough", PassthroughFusion, description="masked mean of the one modality")
+    register.fusion(
+        "cma-mult",
+        MulTFusion,
+        config=MulTConfig,
+        description="variant: MulT cross-modal stacks both ways, pooled and concatenated",
+    )
+    register.fusion(
+        "concat", ConcatFusion, description="masked means concatenated (w/o CMA ablation)"
+    )
+    register.fusion("passthrough", PassthroughFusion, description="masked mean of the one modality")

@@ -107,7 +107,7 @@ class MelChroma:
 
 @hookimpl
 def register_audio_frontends(register):
-    register(
+    register.audio_frontend(
         "mel-chroma",
         MelChroma,
         config=MelChromaConfig,

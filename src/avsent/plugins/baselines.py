@@ -28,27 +28,14 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from avsent.contracts import Tokens, downsample_mask
+from avsent.contracts import Tokens
 from avsent.errors import ConfigError
 from avsent.hookspecs import hookimpl
+from avsent.layers.masks import downsample_mask, masked_softmax, zero_padded_steps
 from avsent.recipe import Recipe
 
 _unit = [v.ge(0.0), v.lt(1.0)]
 _widths = [v.min_len(1), v.deep_iterable(v.ge(1), v.instance_of(tuple))]
-
-
-def _zero_padded_steps(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Zero the padded time steps (time is the last axis for audio, axis 2 for video), so
-    convolutions see the same thing whatever the padding held."""
-    if x.dim() == 3:  # [B, F, T]
-        return x * mask[:, None, :].to(x.dtype)
-    return x * mask[:, None, :, None, None].to(x.dtype)  # [B, C, T, H, W]
-
-
-def _masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Softmax over real steps; an all-padding row gets uniform weights (it is ignored later)."""
-    safe = mask | ~mask.any(dim=1, keepdim=True)
-    return torch.softmax(scores.masked_fill(~safe, float("-inf")), dim=1)
 
 
 # -- rnn (Zaremba et al. 2014) --------------------------------------------------------------
@@ -130,7 +117,7 @@ class TemporalAttention(nn.Module):
         self.score = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 1))
 
     def forward(self, tokens: Tokens) -> Tokens:
-        weights = _masked_softmax(self.score(tokens.x).squeeze(-1), tokens.mask)
+        weights = masked_softmax(self.score(tokens.x).squeeze(-1), tokens.mask)
         real = tokens.mask.sum(dim=1, keepdim=True).clamp_min(1).to(weights.dtype)
         return Tokens(tokens.x * (weights * real).unsqueeze(-1), tokens.mask)
 
@@ -155,7 +142,7 @@ class CMAVFAudioEncoder(nn.Module):
         self.attention = TemporalAttention(self.out_dim) if config.temporal_attention else None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> Tokens:
-        maps = self.cnn(_zero_padded_steps(x, mask).unsqueeze(1))  # [B, C, F', T']
+        maps = self.cnn(zero_padded_steps(x, mask).unsqueeze(1))  # [B, C, F', T']
         tokens = Tokens(maps.mean(dim=2).transpose(1, 2), downsample_mask(mask, maps.shape[-1]))
         return self.attention(tokens) if self.attention is not None else tokens
 
@@ -221,7 +208,7 @@ class CMAVFVideoEncoder(nn.Module):
         self.attention = TemporalAttention(self.out_dim) if config.temporal_attention else None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> Tokens:
-        maps = self.cnn(_zero_padded_steps(x, mask))  # [B, C, T, H', W']
+        maps = self.cnn(zero_padded_steps(x, mask))  # [B, C, T, H', W']
         tokens = Tokens(maps.mean(dim=(3, 4)).transpose(1, 2), mask)
         return self.attention(tokens) if self.attention is not None else tokens
 
@@ -315,12 +302,12 @@ class VCANAudioEncoder(nn.Module):
         self.out_dim = config.channels[-1]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> Tokens:
-        static = _zero_padded_steps(x, mask)
-        delta = _zero_padded_steps(_delta(static), mask)
+        static = zero_padded_steps(x, mask)
+        delta = zero_padded_steps(_delta(static), mask)
         available = {
             "static": static,
             "delta": delta,
-            "delta2": _zero_padded_steps(_delta(delta), mask),
+            "delta2": zero_padded_steps(_delta(delta), mask),
         }
         maps = self.cnn(torch.stack([available[name] for name in self.maps], dim=1))
         return Tokens(maps.mean(dim=2).transpose(1, 2), downsample_mask(mask, maps.shape[-1]))
@@ -342,7 +329,7 @@ class FrameCNN(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> Tokens:
         b, c, t, h, w = x.shape
-        frames = _zero_padded_steps(x, mask).transpose(1, 2).reshape(b * t, c, h, w)
+        frames = zero_padded_steps(x, mask).transpose(1, 2).reshape(b * t, c, h, w)
         feats = self.cnn(frames).mean(dim=(2, 3)).view(b, t, self.out_dim)
         return Tokens(feats * mask.unsqueeze(-1), mask)
 
@@ -379,7 +366,7 @@ class CrossModalSelection(nn.Module):
         ranked = scores.masked_fill(~video.mask, float("-inf"))
         rank = ranked.argsort(dim=1, descending=True).argsort(dim=1)  # 0 = best frame
         kept = video.mask & (rank < keep_n)
-        weights = _masked_softmax(scores, kept)
+        weights = masked_softmax(scores, kept)
         selected = (weights.unsqueeze(-1) * frames).sum(dim=1)
         return torch.cat([a, selected], dim=-1)
 
@@ -455,7 +442,7 @@ RECIPES: dict[str, Recipe] = {
             "audio": {"name": "cmavf-2dcnn"},
             "video": {"name": "cmavf-3dcnn"},
             **_NO_INTRA,
-            "fusion": {"name": "cma", "layers": 1},
+            "fusion": {"name": "cma-mult", "layers": 1},
             "head": {"name": "metric"},
         },
         reference="Table 4: CMAVF-AD (Mocanu et al., Image and Vision Computing 133, 2023)",
@@ -465,14 +452,16 @@ RECIPES: dict[str, Recipe] = {
 
 @hookimpl
 def register_audio_encoders(register):
-    register("lstm", LSTMEncoder, config=LSTMConfig, description="multi-layer LSTM (rnn baseline)")
-    register(
+    register.audio_encoder(
+        "lstm", LSTMEncoder, config=LSTMConfig, description="multi-layer LSTM (rnn baseline)"
+    )
+    register.audio_encoder(
         "cmavf-2dcnn",
         CMAVFAudioEncoder,
         config=CMAVFAudioConfig,
         description="2-D CNN + temporal attention (CMAVF-AD audio)",
     )
-    register(
+    register.audio_encoder(
         "vcan-afm",
         VCANAudioEncoder,
         config=VCANAudioConfig,
@@ -482,13 +471,13 @@ def register_audio_encoders(register):
 
 @hookimpl
 def register_video_encoders(register):
-    register(
+    register.video_encoder(
         "cmavf-3dcnn",
         CMAVFVideoEncoder,
         config=CMAVFVideoConfig,
         description="3-D CNN + channel, spatial, temporal attention (CMAVF-AD video)",
     )
-    register(
+    register.video_encoder(
         "vcan-frames",
         FrameCNN,
         config=FrameCNNConfig,
@@ -498,7 +487,7 @@ def register_video_encoders(register):
 
 @hookimpl
 def register_fusions(register):
-    register(
+    register.fusion(
         "vcan-select",
         CrossModalSelection,
         config=VCANSelectConfig,
@@ -508,13 +497,13 @@ def register_fusions(register):
 
 @hookimpl
 def register_heads(register):
-    register(
+    register.head(
         "metric",
         MetricHead,
         config=MetricHeadConfig,
         description="FC + deep metric-learning loss (CMAVF-AD)",
     )
-    register(
+    register.head(
         "classifier-group",
         ClassifierGroup,
         config=ClassifierGroupConfig,
@@ -525,4 +514,4 @@ def register_heads(register):
 @hookimpl
 def register_recipes(register):
     for name, recipe in RECIPES.items():
-        register(name, recipe, description=recipe.description)
+        register.recipe(name, recipe, description=recipe.description)

@@ -317,20 +317,22 @@ def corpus_dataset(
 
 @hookimpl
 def register_datasets(register):
-    register(
+    register.dataset(
         "synthetic",
         synthetic_dataset,
         config=SyntheticConfig,
         description="generated talking faces with emotional voices (built-in default)",
     )
-    register("folder", folder_dataset, config=FolderConfig, description="root/<label>/<clips>")
-    register(
+    register.dataset(
+        "folder", folder_dataset, config=FolderConfig, description="root/<label>/<clips>"
+    )
+    register.dataset(
         "manifest",
         manifest_dataset,
         config=ManifestConfig,
         description="CSV/JSONL with path, label, speaker, split",
     )
-    register(
+    register.dataset(
         "ravdess",
         corpus_dataset(
             "ravdess", lambda p, c: corpora.parse_ravdess(p, tuple(c.modalities), tuple(c.channels))
@@ -338,19 +340,19 @@ def register_datasets(register):
         config=RavdessConfig,
         description="RAVDESS by file name (calm left out)",
     )
-    register(
+    register.dataset(
         "crema-d",
         corpus_dataset("crema-d", lambda p, c: corpora.parse_cremad(p)),
         config=CremaDConfig,
         description="CREMA-D by file name",
     )
-    register(
+    register.dataset(
         "emodb",
         corpus_dataset("emodb", lambda p, c: corpora.parse_emodb(p)),
         config=EmoDBConfig,
         description="Berlin EmoDB by file name (boredom left out)",
     )
-    register(
+    register.dataset(
         "mead",
         corpus_dataset("mead", lambda p, c: corpora.parse_mead(p, tuple(c.views))),
         config=MeadConfig,

@@ -41,6 +41,7 @@ from torch import nn
 
 from avsent.contracts import Tokens
 from avsent.hookspecs import hookimpl
+from avsent.layers.masks import masked_mean, stride_mask, zero_padding
 
 Shrinkage = Literal["channel-wise", "channel-shared", "off"]
 
@@ -90,10 +91,9 @@ def soft_threshold(x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * F.relu(x.abs() - tau)
 
 
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over (F, T) of x [B, C, F, T] where mask [B, 1, 1, T] is 1 → [B, C]."""
-    count = (mask.sum(dim=(2, 3)) * x.shape[2]).clamp_min(1.0)
-    return (x * mask).sum(dim=(2, 3)) / count
+def _grid(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Mask [B, T] as a float [B, 1, 1, T] that broadcasts over maps [B, C, F, T]."""
+    return mask[:, None, None, :].to(like.dtype)
 
 
 class Shrinkage2d(nn.Module):
@@ -108,7 +108,7 @@ class Shrinkage2d(nn.Module):
 
     def thresholds(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """τ ≥ 0 per sample and channel, [B, C, 1, 1] (one value repeated if shared)."""
-        level = _masked_mean(x.abs(), mask)  # [B, C]
+        level = masked_mean(x.abs().mean(dim=2).transpose(1, 2), mask)  # mean |x| → [B, C]
         z = self.fc1(level)
         # BatchNorm needs two samples to estimate batch statistics: a lone sample in
         # training (the last, odd batch) uses the running ones instead of failing.
@@ -145,10 +145,10 @@ class ResidualUnit(nn.Module):
         self.extra_channels = c_out - c_in
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, C, F, T] with mask [B, 1, 1, T] (float) → the same at the unit's stride."""
-        out_mask = _stride_mask(mask, self.stride[1])
-        r = self.conv1(F.relu(self.bn1(x)) * mask)
-        r = self.conv2(F.relu(self.bn2(r)) * out_mask)
+        """x [B, C, F, T] with mask [B, T] → the same at the unit's stride."""
+        out_mask = stride_mask(mask, self.stride[1])
+        r = self.conv1(F.relu(self.bn1(x)) * _grid(mask, x))
+        r = self.conv2(F.relu(self.bn2(r)) * _grid(out_mask, r))
         if self.shrink is not None:
             r = self.shrink(r, out_mask)
         identity = x
@@ -156,19 +156,13 @@ class ResidualUnit(nn.Module):
             # Mean over the valid steps of each window, so a window that straddles the
             # end of a clip averages the same values padded or not.
             identity = F.avg_pool2d(x, self.stride, self.stride, ceil_mode=True)
-            valid = F.avg_pool2d(mask, (1, self.stride[1]), (1, self.stride[1]), ceil_mode=True)
+            valid = F.avg_pool2d(
+                _grid(mask, x), (1, self.stride[1]), (1, self.stride[1]), ceil_mode=True
+            )
             identity = identity / valid.clamp_min(1e-6)
         if self.extra_channels > 0:
             identity = F.pad(identity, (0, 0, 0, 0, 0, self.extra_channels))
-        return (r + identity) * out_mask, out_mask
-
-
-def _stride_mask(mask: torch.Tensor, stride: int) -> torch.Tensor:
-    """[B, 1, 1, T] → [B, 1, 1, ceil(T / stride)]: the exact output length of a stride-s
-    conv (k=3, p=1) and of ceil-mode pooling; a step is real if any step it covers is."""
-    if stride == 1:
-        return mask
-    return F.max_pool2d(mask, (1, stride), (1, stride), ceil_mode=True)
+        return (r + identity) * _grid(out_mask, r), out_mask
 
 
 class DRSN(nn.Module):
@@ -218,10 +212,9 @@ class DRSN(nn.Module):
             )
         if mask is None:
             mask = torch.ones(x.shape[0], x.shape[2], dtype=torch.bool, device=x.device)
-        m = mask[:, None, None, :].to(x.dtype)
-        h = x.unsqueeze(1) * m
-        m = _stride_mask(m, self.config.stem_stride)
-        h = self.stem(h) * m
+        h = x.unsqueeze(1) * _grid(mask, x)
+        m = stride_mask(mask, self.config.stem_stride)
+        h = self.stem(h) * _grid(m, h)
         for unit in self.units:
             h, m = unit(h, m)
         h = F.relu(self.bn_out(h))  # [B, C, F', T']
@@ -235,8 +228,7 @@ class DRSN(nn.Module):
         tokens = self.dropout(pooled.transpose(1, 2))  # [B, T', C]
         if self.proj is not None:
             tokens = self.proj(tokens)
-        out_mask = m[:, 0, 0, :] > 0
-        return Tokens(tokens * out_mask.unsqueeze(-1).to(tokens.dtype), out_mask)
+        return Tokens(zero_padding(tokens, m), m)
 
 
 def plain_resnet(config: ResNetConfig, *, in_features: int) -> DRSN:
@@ -246,13 +238,13 @@ def plain_resnet(config: ResNetConfig, *, in_features: int) -> DRSN:
 
 @hookimpl
 def register_audio_encoders(register):
-    register(
+    register.audio_encoder(
         "drsn",
         DRSN,
         config=DRSNConfig,
         description="deep residual shrinkage network over (freq, time) → time tokens (paper §3.2)",
     )
-    register(
+    register.audio_encoder(
         "resnet-plain",
         plain_resnet,
         config=ResNetConfig,

@@ -80,7 +80,7 @@ class FaceAlignmentLandmarks:
 
 @hookimpl
 def register_landmark_backends(register):
-    register(
+    register.landmark_backend(
         "face-alignment",
         FaceAlignmentLandmarks,
         config=FaceAlignmentConfig,

@@ -62,7 +62,7 @@ class HaarDetector:
 
 @hookimpl
 def register_face_detectors(register):
-    register(
+    register.face_detector(
         "haar",
         HaarDetector,
         config=HaarConfig,

@@ -29,4 +29,6 @@ class LinearHead(nn.Module):
 
 @hookimpl
 def register_heads(register):
-    register("linear", LinearHead, config=LinearHeadConfig, description="FC → logits (paper §3.5)")
+    register.head(
+        "linear", LinearHead, config=LinearHeadConfig, description="FC → logits (paper §3.5)"
+    )

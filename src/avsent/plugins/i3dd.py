@@ -9,25 +9,35 @@ conv and the pooling; it is the "w/o I3DD" ablation. Each downsampling halves H 
 T when ``downsample_time``); the output is one token per remaining time step, pooled over
 space, with the mask shortened to match.
 
-Presets (:data:`PRESETS`): ``paper`` (the defaults, DenseNet-121-like) and ``small``
-(trains on a CPU). A recipe picks the small one by setting those fields.
+Presets (:data:`PRESETS`): ``densenet121-3d`` (the defaults: the common DenseNet-121 video
+layout) and ``small`` (trains on a CPU). Paper silent: the paper gives no I3DD sizes; the
+DenseNet-121 layout was chosen because it is the 3D-DenseNet of common video code. A recipe
+picks the small one by setting those fields.
+
+SPD-Conv: the paper's text says it captures "the symmetric positive definite structure"
+of the data, but the module it cites and describes (replacing strided convolution and
+pooling for low-resolution inputs) is Sunkara & Luo's space-to-depth convolution, which is
+what is built here; nothing in it involves SPD matrices.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import attrs
 import torch
 from attrs import validators as v
 from torch import nn
 
-from avsent.contracts import Tokens, downsample_mask
+from avsent.contracts import Tokens
 from avsent.errors import ConfigError
 from avsent.hookspecs import hookimpl
-from avsent.plugins.spd_conv import SPDConv
+from avsent.layers.masks import downsample_mask
+from avsent.layers.spd_conv import SPDConv
 
-#: field values of the two presets (``paper`` = the config defaults)
+#: field values of the two presets (``densenet121-3d`` = the config defaults)
 PRESETS: dict[str, dict[str, object]] = {
-    "paper": {
+    "densenet121-3d": {
         "growth_rate": 32,
         "block_config": (6, 12, 24, 16),
         "num_init_features": 64,
@@ -68,11 +78,19 @@ class DenseNet3DConfig:
     stem_kernel: int = attrs.field(default=7, validator=v.ge(1))
 
 
+Downsampling = Literal["spd", "strided"]
+
+
 @attrs.define
 class I3DDConfig(DenseNet3DConfig):
-    """As :class:`DenseNet3DConfig`; the stem conv runs after space-to-depth, so it is smaller."""
+    """As :class:`DenseNet3DConfig`; the stem conv runs after space-to-depth, so it is smaller.
+
+    ``downsampling = "strided"`` is the "w/o I3DD" ablation: the same network with each
+    SPD-Conv replaced by its strided counterpart (a stride-2 conv with the same kernel and
+    widths), and nothing else changed."""
 
     stem_kernel: int = attrs.field(default=3, validator=v.ge(1))
+    downsampling: Downsampling = attrs.field(default="spd", validator=v.in_(("spd", "strided")))
 
 
 class _DenseLayer(nn.Module):
@@ -94,7 +112,7 @@ class _DenseLayer(nn.Module):
 
 
 class DenseNet3D(nn.Module):
-    """Frames [B, C, T, H, W] + mask [B, T] → Tokens [B, T', D] (``spd`` selects I3DD)."""
+    """Frames [B, C, T, H, W] + mask [B, T] → Tokens [B, T', D]."""
 
     def __init__(
         self,
@@ -103,23 +121,26 @@ class DenseNet3D(nn.Module):
         in_channels: int = 3,
         frames: int = 16,
         size: int = 64,
-        spd: bool = False,
+        downsampling: Downsampling | None = None,
     ) -> None:
+        """``downsampling`` None is the classic 3D-DenseNet (strided stem conv, max-pool,
+        average-pooling transitions); "spd" / "strided" the I3DD layout (see I3DDConfig)."""
         super().__init__()
         self.config = config
-        self.spd = spd
+        self.downsampling = downsampling
         self.steps = 2 + len(config.block_config) - 1  # stem conv, stem pool, transitions
         self.factor = 2**self.steps
         self.check_input(frames, size, size, field="faces")
         t_stride = 2 if config.downsample_time else 1
         k = config.stem_kernel
         width = config.num_init_features
-        if spd:
+        time = config.downsample_time
+        if downsampling is not None:
             stem = [
-                SPDConv(in_channels, width, k, time=config.downsample_time),
+                _downsampler(in_channels, width, k, downsampling, time),
                 nn.BatchNorm3d(width),
                 nn.ReLU(inplace=True),
-                SPDConv(width, width, 3, time=config.downsample_time),
+                _downsampler(width, width, 3, downsampling, time),
             ]
         else:
             stem = [
@@ -141,8 +162,8 @@ class DenseNet3D(nn.Module):
             if i < len(config.block_config) - 1:
                 out = max(1, int(channels * config.compression))
                 layers += [nn.BatchNorm3d(channels), nn.ReLU(inplace=True)]
-                if spd:
-                    layers.append(SPDConv(channels, out, 1, time=config.downsample_time))
+                if downsampling is not None:
+                    layers.append(_downsampler(channels, out, 1, downsampling, time))
                 else:
                     layers += [
                         nn.Conv3d(channels, out, 1, bias=False),
@@ -160,7 +181,7 @@ class DenseNet3D(nn.Module):
         if self.config.downsample_time and frames % f:
             bad.insert(0, f"T={frames}")
         if bad:
-            kind = "I3DD" if self.spd else "3D-DenseNet"
+            kind = "3D-DenseNet" if self.downsampling is None else "I3DD"
             what = "T, H and W" if self.config.downsample_time else "H and W"
             raise ConfigError(
                 field,
@@ -179,25 +200,35 @@ class DenseNet3D(nn.Module):
         return Tokens(tokens, downsample_mask(mask, tokens.shape[1]))
 
 
+def _downsampler(cin: int, cout: int, kernel: int, how: Downsampling, time: bool) -> nn.Module:
+    """SPD-Conv, or its strided counterpart: the same kernel and widths, stride 2."""
+    if how == "spd":
+        return SPDConv(cin, cout, kernel, time=time)
+    stride = (2 if time else 1, 2, 2)
+    return nn.Conv3d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False)
+
+
 def build_i3dd(config: I3DDConfig, *, in_channels: int, frames: int, size: int) -> DenseNet3D:
-    return DenseNet3D(config, in_channels=in_channels, frames=frames, size=size, spd=True)
+    return DenseNet3D(
+        config, in_channels=in_channels, frames=frames, size=size, downsampling=config.downsampling
+    )
 
 
 def build_densenet3d(
     config: DenseNet3DConfig, *, in_channels: int, frames: int, size: int
 ) -> DenseNet3D:
-    return DenseNet3D(config, in_channels=in_channels, frames=frames, size=size, spd=False)
+    return DenseNet3D(config, in_channels=in_channels, frames=frames, size=size)
 
 
 @hookimpl
 def register_video_encoders(register):
-    register(
+    register.video_encoder(
         "i3dd",
         build_i3dd,
         config=I3DDConfig,
         description="3D-DenseNet with SPD-Conv instead of strided conv and pooling (paper)",
     )
-    register(
+    register.video_encoder(
         "densenet3d",
         build_densenet3d,
         config=DenseNet3DConfig,

@@ -18,9 +18,10 @@ import torch
 from attrs import validators as v
 from torch import nn
 
-from avsent.contracts import Tokens, downsample_mask
+from avsent.contracts import Tokens
 from avsent.errors import ConfigError, WeightsUnavailableError
 from avsent.hookspecs import hookimpl
+from avsent.layers.masks import downsample_mask
 
 
 @attrs.define
@@ -102,7 +103,7 @@ def _create(config: TimmFramesConfig, in_channels: int) -> nn.Module:
 
 @hookimpl
 def register_video_encoders(register):
-    register(
+    register.video_encoder(
         "timm-frames",
         TimmFrames,
         config=TimmFramesConfig,

@@ -38,8 +38,11 @@ def classification_report(
 ) -> dict[str, Any]:
     """Accuracy, macro precision/recall/F1, per-class P/R/F1/support and the confusion matrix.
 
-    ``y_true``/``y_pred`` are class indices into ``class_names``. The result is plain JSON
-    data: ``{"accuracy", "macro_precision", "macro_recall", "macro_f1", "support",
+    ``y_true``/``y_pred`` are class indices into ``class_names``. Weighted averages weigh
+    each class by its support, so weighted recall always equals accuracy; on a
+    class-balanced split macro recall does too. The result is plain JSON data:
+    ``{"accuracy", "macro_precision", "macro_recall", "macro_f1", "weighted_precision",
+    "weighted_recall", "weighted_f1", "support",
     "class_names", "per_class": {name: {"precision", "recall", "f1", "support"}},
     "confusion": [[...]]}``.
     """
@@ -63,11 +66,17 @@ def classification_report(
     def macro(values: np.ndarray) -> float:
         return float(values[present].mean()) if present.any() else 0.0
 
+    def weighted(values: np.ndarray) -> float:
+        return float((values * support).sum() / support.sum()) if support.sum() else 0.0
+
     return {
         "accuracy": float(tp.sum() / y_true.size) if y_true.size else 0.0,
         "macro_precision": macro(precision),
         "macro_recall": macro(recall),
         "macro_f1": macro(f1),
+        "weighted_precision": weighted(precision),
+        "weighted_recall": weighted(recall),
+        "weighted_f1": weighted(f1),
         "support": int(y_true.size),
         "class_names": list(class_names),
         "per_class": {
@@ -84,7 +93,8 @@ def classification_report(
 
 
 def summarize_folds(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and sample standard deviation of the headline figures over k-fold reports."""
+    """Mean and sample standard deviation of the headline figures over fold (or seed)
+    reports."""
     if not reports:
         raise ValueError("no fold reports to summarise")
     summary: dict[str, Any] = {"folds": len(reports)}

@@ -43,4 +43,6 @@ class GRUAudio(nn.Module):
 
 @hookimpl
 def register_audio_encoders(register):
-    register("gru-audio", GRUAudio, config=GRUAudioConfig, description="GRU over feature frames")
+    register.audio_encoder(
+        "gru-audio", GRUAudio, config=GRUAudioConfig, description="GRU over feature frames"
+    )
