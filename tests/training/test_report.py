@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from avsent.training.report import (
     markdown_report,
     results_table,
     summary_table,
+    write_metrics,
     write_report,
     write_summary,
 )
@@ -74,3 +76,20 @@ def test_tables_show_headline_and_per_class_figures(tmp_path: Path) -> None:
     write_summary(tmp_path, summary)
     assert json.loads((tmp_path / "summary.json").read_text())["folds"] == 2
     assert "70.0 ± 14.1" in (tmp_path / "summary.md").read_text()
+
+
+def png_width(path: Path) -> int:
+    return int.from_bytes(path.read_bytes()[16:20], "big")  # the IHDR chunk's width
+
+
+def test_metrics_files_and_curves_without_a_validation_split(tmp_path: Path) -> None:
+    history = [{"epoch": e, "train_loss": 1.0 / e, "lr": 1e-3, "seconds": 0.5} for e in (1, 2)]
+    write_metrics(tmp_path / "no-val", history, best_epoch=2)
+    with (tmp_path / "no-val" / "metrics.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and rows[0]["val_loss"] == ""
+    jsonl = (tmp_path / "no-val" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in jsonl] == history
+    write_metrics(tmp_path / "val", sample_report()["history"], best_epoch=3)
+    single, double = (png_width(tmp_path / d / "curves.png") for d in ("no-val", "val"))
+    assert single < 0.6 * double  # one panel (loss), not an empty validation panel beside it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,20 @@ def train(
                 console=console,
                 progress=progress,
             )
+    except KeyboardInterrupt:
+        if ctx.is_main and run_dir is not None and (run_dir / CONFIG_FILE).is_file():
+            console.print(f"interrupted; continue with: {_resume_command(run_dir, folds)}",
+                          markup=False, highlight=False, soft_wrap=True)  # fmt: skip
+        raise
     finally:
         distributed.shutdown(ctx)
+
+
+def _resume_command(run_dir: Path, folds: str | None) -> str:
+    """The command that continues an interrupted run (its config.toml holds every setting)."""
+    words = ["avsent", "train", "--resume", "--run-dir", str(run_dir)]
+    words += ["--folds", folds] if folds else []
+    return shlex.join(words)
 
 
 def _new_run_dir(config: Any) -> Path:

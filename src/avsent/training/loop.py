@@ -40,9 +40,11 @@ from avsent.training.checkpoint import (
 )
 from avsent.training.distributed import DistContext
 from avsent.training.metrics import classification_report
+from avsent.training.report import write_metrics
 from avsent.training.schedule import lr_factor, set_lr
 
-#: called on the main rank after each epoch's checkpoint is on disk, with that epoch's record
+#: called on the main rank after each epoch's checkpoint and metrics files are on disk, with
+#: that epoch's record (the keys of :data:`avsent.training.report.METRIC_COLUMNS`)
 EpochCallback = Callable[[dict[str, Any]], None]
 
 
@@ -327,6 +329,7 @@ class Trainer:
             state["finished"] = bool(patience and state["bad_epochs"] >= patience)
             self._save(state, improved)
             if self.ctx.is_main:
+                write_metrics(self.run_dir, state["history"], state["best_epoch"])
                 self._print_epoch(record, improved, state["finished"])
                 for callback in self.callbacks:
                     callback(record)

@@ -2,10 +2,14 @@
 
 A report is the dict from :func:`avsent.training.metrics.classification_report` plus
 context fields (``split``, ``recipe``, ``best_epoch`` …) and the training ``history``.
+
+Every string that comes from data (class names, paths, recipe and dataset names) is
+escaped before it reaches rich, so a label such as ``[/x]`` prints as itself.
 """
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from collections.abc import Sequence
@@ -13,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.markup import escape
 from rich.table import Table
 
 from avsent.config import atomic_write_bytes, atomic_write_text
@@ -25,6 +30,21 @@ PER_CLASS_PNG = "per_class.png"
 CURVES_PNG = "curves.png"
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
+METRICS_CSV = "metrics.csv"
+METRICS_JSONL = "metrics.jsonl"
+#: the columns of metrics.csv, in order: one row per finished epoch (val_* empty without
+#: a validation split)
+METRIC_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "val_macro_recall",
+    "val_macro_f1",
+    "lr",
+    "seconds",
+    "data_wait_share",
+)
 
 _TITLES = {"accuracy": "accuracy", "macro_recall": "macro recall", "macro_f1": "macro F1"}
 
@@ -38,10 +58,15 @@ def _pct(x: float) -> str:
 
 def results_table(report: dict[str, Any], title: str | None = None) -> Table:
     """Headline figures, then precision/recall/F1/support per class (percent)."""
+    title = escape(title) if title is not None else None
     table = Table("class", "precision", "recall", "F1", "support", title=title)
     for name, row in report["per_class"].items():
         table.add_row(
-            name, _pct(row["precision"]), _pct(row["recall"]), _pct(row["f1"]), str(row["support"])
+            escape(name),
+            _pct(row["precision"]),
+            _pct(row["recall"]),
+            _pct(row["f1"]),
+            str(row["support"]),
         )
     table.add_section()
     for metric in HEADLINE:
@@ -163,25 +188,42 @@ def plot_per_class(report: dict[str, Any], path: str | Path) -> None:
     _save(fig, path)
 
 
-def plot_curves(history: Sequence[dict[str, Any]], path: str | Path) -> None:
-    """Loss (train, validation) and validation accuracy / macro-F1 per epoch."""
+def plot_curves(
+    history: Sequence[dict[str, Any]], path: str | Path, best_epoch: int | None = None
+) -> None:
+    """Loss per epoch, and validation accuracy / macro-F1 when there was a validation split;
+    ``best_epoch`` (the checkpoint kept as best) is marked on every panel."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
     epochs = [r["epoch"] for r in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-    left.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train")
-    if any("val_loss" in r for r in history):
-        left.plot(epochs, [r.get("val_loss") for r in history], marker="o", label="validation")
-        right.plot(epochs, [100 * r["val_accuracy"] for r in history], marker="o", label="accuracy")
-        right.plot(epochs, [100 * r["val_macro_f1"] for r in history], marker="o", label="macro F1")
-        right.set_ylim(0, 100)
-        right.legend()
-    right.set_title("validation (%)")
-    left.set_title("loss")
-    left.legend()
-    for ax in (left, right):
+    has_val = any("val_loss" in r for r in history)
+    fig, axes = plt.subplots(1, 2 if has_val else 1, figsize=(10 if has_val else 5.5, 3.8))
+    axes = list(np.atleast_1d(axes))
+    loss = axes[0]
+    loss.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train")
+    loss.set_title("loss")
+    if has_val:
+        val = axes[1]
+        loss.plot(epochs, [r.get("val_loss") for r in history], marker="o", label="validation")
+        for key, label in (("val_accuracy", "accuracy"), ("val_macro_f1", "macro F1")):
+            val.plot(epochs, [_percent_or_none(r.get(key)) for r in history], marker="o",
+                     label=label)  # fmt: skip
+        val.set_ylim(0, 100)
+        val.set_title("validation (%)")
+    for ax in axes:
+        if best_epoch is not None and has_val:  # "best" is by validation macro-F1
+            ax.axvline(best_epoch, color="tab:green", linestyle="--", alpha=0.7,
+                       label=f"best (epoch {best_epoch})")  # fmt: skip
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
+        ax.legend()
     _save(fig, path)
+
+
+def _percent_or_none(x: float | None) -> float | None:
+    return None if x is None else 100 * x
 
 
 def _save(fig: Any, path: str | Path) -> None:
@@ -203,7 +245,7 @@ def write_report(out_dir: str | Path, report: dict[str, Any]) -> list[Path]:
     plot_per_class(report, out / PER_CLASS_PNG)
     plots = [CONFUSION_PNG, PER_CLASS_PNG]
     if report.get("history"):
-        plot_curves(report["history"], out / CURVES_PNG)
+        plot_curves(report["history"], out / CURVES_PNG, report.get("best_epoch"))
         plots.append(CURVES_PNG)
     report["plots"] = plots
     atomic_write_text(out / REPORT_JSON, json.dumps(report, indent=2) + "\n")
@@ -216,3 +258,24 @@ def write_summary(out_dir: str | Path, summary: dict[str, Any]) -> list[Path]:
     atomic_write_text(out / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
     atomic_write_text(out / SUMMARY_MD, markdown_summary(summary))
     return [out / SUMMARY_JSON, out / SUMMARY_MD]
+
+
+def write_metrics(
+    out_dir: str | Path, history: Sequence[dict[str, Any]], best_epoch: int | None
+) -> list[Path]:
+    """metrics.csv, metrics.jsonl and curves.png from the epochs finished so far.
+
+    Rewritten whole (atomically) after every epoch from the history the last checkpoint
+    holds, so the files always match it: a killed run keeps every finished epoch, and a
+    resumed one never repeats or loses a row.
+    """
+    out = Path(out_dir)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(out / METRICS_CSV, buf.getvalue())
+    lines = [json.dumps({k: r[k] for k in METRIC_COLUMNS if k in r}) for r in history]
+    atomic_write_text(out / METRICS_JSONL, "".join(f"{line}\n" for line in lines))
+    plot_curves(history, out / CURVES_PNG, best_epoch)
+    return [out / METRICS_CSV, out / METRICS_JSONL, out / CURVES_PNG]
