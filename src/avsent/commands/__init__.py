@@ -1,4 +1,5 @@
-"""The built-in ``train``, ``evaluate``, ``predict``, ``preprocess`` and ``reproduce`` commands."""
+"""The built-in commands: ``train``, ``evaluate``, ``predict``, ``preprocess``, ``reproduce``,
+``report`` and ``export``."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from typing import Any
 def register_builtin_commands(cli: Any) -> None:
     """Add the built-in commands to the ``avsent`` click group."""
     from avsent.commands.evaluate import evaluate
+    from avsent.commands.export import export
     from avsent.commands.predict import predict
     from avsent.commands.preprocess import preprocess
+    from avsent.commands.report import report
     from avsent.commands.reproduce import reproduce
     from avsent.commands.train import train
 
-    for command in (train, evaluate, predict, preprocess, reproduce):
+    for command in (train, evaluate, predict, preprocess, reproduce, report, export):
         cli.add_command(command)
