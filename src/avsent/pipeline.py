@@ -7,14 +7,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 import torch
 
-from avsent.data.features import FeatureExtractor, uses_audio, uses_video
+from avsent.data.features import ClipFeatures, FeatureExtractor, uses_audio, uses_video
 from avsent.data.loader import Sample, collate
 from avsent.errors import AvsentError, ConfigError
 from avsent.model import AVModel
@@ -56,12 +56,19 @@ class Pipeline:
         self._extractor: FeatureExtractor | None = None
 
     @classmethod
-    def from_run(cls, run_dir: str | Path) -> Pipeline:
-        """The pipeline of a finished (or checkpointed) training run."""
+    def from_run(cls, run_dir: str | Path, which: str = "best") -> Pipeline:
+        """The pipeline of a finished (or checkpointed) training run; ``which`` is ``best``
+        or ``last`` for a run folder (a checkpoint file is used as it is)."""
         from avsent.training.checkpoint import load_model
 
-        model, config = load_model(run_dir)
+        model, config = load_model(run_dir, which)
         return cls(model, config)
+
+    @property
+    def modalities(self) -> str:
+        """What the model looks at: ``audio``, ``video`` or ``audio+video``."""
+        used = (("audio", self.model.uses_audio), ("video", self.model.uses_video))
+        return "+".join(name for name, on in used if on)
 
     @property
     def extractor(self) -> FeatureExtractor:
@@ -73,23 +80,44 @@ class Pipeline:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    @torch.no_grad()
     def predict(self, path: str | Path) -> dict[str, float]:
         """Class → probability for one file; raises MediaError/NoFaceError for bad input."""
-        features = self.extractor.extract(path)
-        batch = collate([Sample(features, None)]).to(self.device)
-        self.model.eval()
-        probs = torch.softmax(self.model(batch).logits.float(), dim=-1)[0].cpu()
-        return {name: float(p) for name, p in zip(self.model.class_names, probs, strict=True)}
+        return self._classify([self.extractor.extract(path)])[0]
 
-    def predict_many(self, paths: Iterable[str | Path]) -> list[Prediction]:
-        """One :class:`Prediction` per file, in order; a failing file does not stop the rest."""
-        results = []
-        for path in paths:
+    @torch.no_grad()
+    def _classify(self, features: Sequence[ClipFeatures]) -> list[dict[str, float]]:
+        """One forward pass over a batch of clips (padded with masks, as in evaluation)."""
+        batch = collate([Sample(f, None) for f in features]).to(self.device)
+        self.model.eval()
+        probs = torch.softmax(self.model(batch).logits.float(), dim=-1).cpu()
+        names = self.model.class_names
+        return [{n: float(p) for n, p in zip(names, row, strict=True)} for row in probs]
+
+    def predict_many(self, paths: Iterable[str | Path], batch_size: int = 8) -> list[Prediction]:
+        """One :class:`Prediction` per file, in order, ``batch_size`` files per forward pass;
+        a failing file gets its error and does not stop the rest."""
+        if batch_size < 1:
+            raise ConfigError("--batch-size", f"must be at least 1, got {batch_size}")
+        results: list[Prediction] = []
+        pending: list[tuple[int, ClipFeatures]] = []
+        for path in map(Path, paths):
             try:
-                results.append(Prediction(Path(path), self.predict(path)))
+                pending.append((len(results), self.extractor.extract(path)))
+                results.append(Prediction(path))
             except AvsentError as exc:
-                results.append(Prediction(Path(path), error=str(exc)))
+                results.append(Prediction(path, error=str(exc)))
             except Exception as exc:  # an unreadable file must not hide the others' results
-                results.append(Prediction(Path(path), error=f"{path}: unexpected {exc!r}"))
+                results.append(Prediction(path, error=f"{path}: unexpected {exc!r}"))
+            if len(pending) == batch_size:
+                self._fill(results, pending)
+        self._fill(results, pending)
         return results
+
+    def _fill(self, results: list[Prediction], pending: list[tuple[int, ClipFeatures]]) -> None:
+        """Classify the pending clips into their rows of ``results``; empties ``pending``."""
+        if not pending:
+            return
+        probs = self._classify([f for _, f in pending])
+        for (i, _), p in zip(pending, probs, strict=True):
+            results[i] = attrs.evolve(results[i], probabilities=p)
+        pending.clear()
