@@ -68,8 +68,11 @@ def plugins(as_json: bool) -> None:
     table = Table("plugin", "version", "components", "status")
     for row in rows:
         comps = "; ".join(f"{k}: {', '.join(v)}" for k, v in row["components"].items())
-        status = f"[red]failed: {row['error']}[/red]" if row["error"] else "[green]ok[/green]"
-        table.add_row(row["name"], row["version"] or "-", comps or "-", status)
+        status = (
+            f"[red]failed: {escape(row['error'])}[/red]" if row["error"] else "[green]ok[/green]"
+        )
+        table.add_row(escape(row["name"]), escape(row["version"] or "-"), escape(comps or "-"),
+                      status)  # fmt: skip
     console.print(table)
 
 
@@ -95,7 +98,7 @@ def components(kind: str | None, pattern: str, as_json: bool) -> None:
         return
     table = Table("kind", "name", "plugin", "description")
     for row in rows:
-        table.add_row(row["kind"], row["name"], row["plugin"], row["description"])
+        table.add_row(*(escape(row[k]) for k in ("kind", "name", "plugin", "description")))
     console.print(table)
 
 
@@ -139,7 +142,7 @@ def describe(recipes: tuple[str, ...], as_json: bool) -> None:
     table = Table("recipe", "parameters", "by part")
     for row in rows:
         by_part = ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in row["parts"].items())
-        table.add_row(row["recipe"], f"{row['parameters'] / 1e6:.2f}M", by_part)
+        table.add_row(escape(row["recipe"]), f"{row['parameters'] / 1e6:.2f}M", by_part)
     console.print(table)
 
 

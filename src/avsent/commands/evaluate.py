@@ -73,4 +73,4 @@ def evaluate(
     console.print(
         results_table(report, title=f"{report['recipe']} on {report['dataset']} ({part})")
     )
-    console.print(f"report: {out}", highlight=False)
+    console.print(f"report: {out}", markup=False, highlight=False, soft_wrap=True)

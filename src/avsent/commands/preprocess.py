@@ -51,6 +51,7 @@ def preprocess(
     console.print(
         f"cache {config.data.cache_dir}: {len(result.features)} clips ready, "
         f"{len(result.failed)} failed",
+        markup=False,
         highlight=False,
         soft_wrap=True,
     )

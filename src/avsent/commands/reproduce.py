@@ -72,4 +72,4 @@ def reproduce(
         console=console,
         progress=not no_progress,
     )
-    console.print(f"tables written to {out_dir}", highlight=False)
+    console.print(f"tables written to {out_dir}", markup=False, highlight=False)

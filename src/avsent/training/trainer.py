@@ -127,7 +127,7 @@ def _train(
                 "no validation or test clips, so no report: add clips or raise "
                 "data.split.val_fraction / test_fraction"
             )
-        console.print(f"run folder: {run_dir}", highlight=False)
+        console.print(f"run folder: {run_dir}", markup=False, highlight=False)
     return RunResult(run_dir, data.class_names, fit, report)
 
 
