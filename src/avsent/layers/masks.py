@@ -35,8 +35,10 @@ def stride_mask(mask: torch.Tensor, stride: int) -> torch.Tensor:
     (k=3, p=1) and of ceil-mode pooling; a step is real if any step it covers is."""
     if stride == 1:
         return mask
-    pooled = F.max_pool1d(mask.float().unsqueeze(1), stride, stride, ceil_mode=True)
-    return pooled.squeeze(1) > 0
+    # pad to a multiple of the stride and group: plain arithmetic keeps T symbolic under
+    # torch.export, which ceil-mode pooling does not
+    padded = F.pad(mask, (0, (-mask.shape[1]) % stride))
+    return padded.view(mask.shape[0], -1, stride).any(dim=-1)
 
 
 def attention_mask(key_mask: torch.Tensor) -> torch.Tensor:
