@@ -20,11 +20,12 @@ from torch import nn
 
 import avsent.hookspecs as specs
 from avsent.config import from_dict
-from avsent.contracts import Clip, Tokens
+from avsent.contracts import Band, Clip, FeatureSpec, Tokens
 from avsent.hookspecs import hookimpl
+from avsent.model import inputs_for
 from avsent.recipe import Recipe
 from avsent.registry import get_registry
-from avsent.run_config import DataConfig
+from avsent.run_config import DataConfig, default_run_config
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 
@@ -52,11 +53,14 @@ class ScaleConfig:
 
 class Frontend:
     sample_rate = 8000
-    n_features = 3
-    frames_per_second = 10.0
+
+    @staticmethod
+    def describe(config: ScaleConfig | None) -> FeatureSpec:
+        return FeatureSpec(bands=(Band("level", 0, 3),), frames_per_second=10.0)
 
     def __init__(self, config: ScaleConfig) -> None:
         self.factor = config.factor
+        self.spec = self.describe(config)
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         return np.full((3, 4), self.factor, dtype=np.float32)
@@ -117,6 +121,8 @@ def test_hook_register_audio_frontends(plugin):
     comp = registry.get("audio_frontend", "scaled")
     frontend = comp.build(from_dict(ScaleConfig, {"factor": 3.0}))
     assert frontend(np.zeros(10)).max() == 3.0
+    config = default_run_config("drsn-audio", {"audio_frontend.name": "scaled"})
+    assert inputs_for(config).audio_features == 3  # the model's input size follows describe
 
 
 def test_hook_register_audio_encoders(plugin):

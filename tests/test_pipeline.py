@@ -14,7 +14,7 @@ from avsent.data.features import FeatureExtractor
 from avsent.data.loader import Sample, collate
 from avsent.errors import ConfigError
 from avsent.labels import EMOTIONS
-from avsent.model import InputSpec, build_model
+from avsent.model import build_model, inputs_for
 from avsent.pipeline import Pipeline, Prediction
 from avsent.run_config import RunConfig
 
@@ -37,7 +37,7 @@ def _audio_config() -> RunConfig:
 def pipeline() -> Pipeline:
     torch.manual_seed(0)
     config = _audio_config()
-    model = build_model(config, InputSpec(audio_features=140), EMOTIONS)
+    model = build_model(config, inputs_for(config), EMOTIONS)
     model.set_audio_stats(torch.full((140,), -30.0), torch.full((140,), 20.0))
     return Pipeline(model.train(), config)  # the pipeline must switch it to eval itself
 

@@ -7,7 +7,7 @@ Masks are boolean with ``True`` at real (non-padded) positions. A factory is cal
 =================  ===============================================  ===============================
 kind               factory dims → object                            call
 =================  ===============================================  ===============================
-audio_frontend     () → :class:`AudioFrontEnd`                      waveform [N] → features [F, T]
+audio_frontend     () → :class:`AudioFrontEnd` (+ ``describe``)     waveform [N] → features [F, T]
 audio_encoder      (in_features) → nn.Module with ``out_dim``       (x [B,F,T], mask [B,T]) → Tokens
 video_encoder      (in_channels, frames, size) → nn.Module, out_dim (x [B,C,T,H,W], mask [B,T]) → Tokens
 intra_modal        (dim) → nn.Module with ``out_dim``               Tokens → Tokens
@@ -60,16 +60,65 @@ class Tokens:
         return masked_mean(self.x, self.mask)
 
 
-@runtime_checkable
-class AudioFrontEnd(Protocol):
-    """Waveform → features. ``n_features`` is F, ``frames_per_second`` converts T to seconds."""
+@attrs.frozen
+class Band:
+    """Rows ``start:stop`` of a feature map, named (e.g. ``mel``, ``chroma``).
 
-    sample_rate: int
-    n_features: int
+    ``frequency``: the rows are frequency bins from low to high, so pitch shifts and
+    frequency masks may move or cover them. ``db``: the values are levels in dB, so a gain
+    is an offset and noise adds in power. Augmentations touch only the bands they fit.
+    """
+
+    name: str
+    start: int
+    stop: int
+    frequency: bool = False
+    db: bool = False
+
+    @property
+    def rows(self) -> slice:
+        return slice(self.start, self.stop)
+
+
+@attrs.frozen
+class FeatureSpec:
+    """What an audio front-end's rows mean: the one description every later stage reads
+    (model input sizes, augmentation, the cache's shape check), so none guesses a layout."""
+
+    bands: tuple[Band, ...]
     frames_per_second: float
 
+    def __attrs_post_init__(self) -> None:
+        if not self.bands:
+            raise ValueError("a feature map needs at least one band")
+        at = 0
+        for band in self.bands:
+            if band.start != at or band.stop <= band.start:
+                raise ValueError(f"bands must tile the rows in order; {band} after row {at}")
+            at = band.stop
+
+    @property
+    def rows(self) -> int:
+        return self.bands[-1].stop
+
+    def first(self, *, frequency: bool = False, db: bool = False) -> Band | None:
+        """The first band with the asked properties, or None (the layout has none)."""
+        for band in self.bands:
+            if (band.frequency or not frequency) and (band.db or not db):
+                return band
+        return None
+
+
+@runtime_checkable
+class AudioFrontEnd(Protocol):
+    """Waveform → features described by ``spec``. The factory also has
+    ``describe(config) -> FeatureSpec``, which says the same without building anything."""
+
+    sample_rate: int
+    spec: FeatureSpec
+
     def __call__(self, samples: np.ndarray) -> np.ndarray:
-        """Mono float32 samples at ``sample_rate`` → float32 [F, T]."""
+        """Mono float32 samples at ``sample_rate`` → float32 [spec.rows, T]."""
         ...
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from avsent.config import NONE, Choice
-from avsent.contracts import Tokens
+from avsent.contracts import FeatureSpec, Tokens
 from avsent.errors import ConfigError
 from avsent.registry import get_registry
 from avsent.run_config import MODEL_SLOTS
@@ -27,12 +27,13 @@ from avsent.run_config import MODEL_SLOTS
 
 @attrs.frozen
 class InputSpec:
-    """What the front-ends produce, so encoders know their input sizes."""
+    """What the front-ends produce, so encoders know their input sizes
+    (:func:`inputs_for` derives it from a run config)."""
 
-    audio_features: int = 140
-    video_channels: int = 3
-    video_frames: int = 8
-    video_size: int = 32
+    audio_features: int
+    video_channels: int
+    video_frames: int
+    video_size: int
     geometry_dim: int = 0
 
 
@@ -192,7 +193,10 @@ def compose(
     """
     from avsent.labels import EMOTIONS
 
-    inputs = inputs or InputSpec()
+    if inputs is None:  # the default front-ends' sizes
+        from avsent.run_config import RunConfig
+
+        inputs = inputs_for(RunConfig())
     class_names = tuple(class_names or EMOTIONS)
     audio_encoder = _resolve("audio_encoder", audio, in_features=inputs.audio_features)
     video_encoder = _resolve(
@@ -240,14 +244,27 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def audio_feature_spec(config: Any) -> FeatureSpec:
+    """What the configured audio front-end's rows mean, asked of the front-end itself."""
+    choice = config.audio_frontend
+    component = get_registry().get("audio_frontend", choice.name)
+    describe = getattr(component.obj, "describe", None)
+    if describe is None:
+        raise ConfigError(
+            "audio_frontend.name",
+            f"front-end {choice.name!r} (plugin {component.plugin!r}) has no describe(config) "
+            "saying what its rows are; see avsent.contracts.FeatureSpec",
+        )
+    return describe(choice.config)
+
+
 def inputs_for(config: Any) -> InputSpec:
     """The input sizes a run config's front-ends produce."""
     from avsent.faces.geometry import GEOMETRY_DIM
 
-    frontend = get_registry().get("audio_frontend", config.audio_frontend.name)
     faces = config.faces
     return InputSpec(
-        audio_features=frontend.build(config.audio_frontend.config).n_features,
+        audio_features=audio_feature_spec(config).rows,
         video_channels=1 if faces.grayscale else 3,
         video_frames=faces.num_frames,
         video_size=faces.crop_size,

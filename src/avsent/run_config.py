@@ -88,10 +88,9 @@ class AugmentConfig:
     time_masks: int = attrs.field(default=2, validator=v.ge(0))
     time_mask_width: int = attrs.field(default=20, validator=v.ge(1))  #: frames, at most
     freq_masks: int = attrs.field(default=2, validator=v.ge(0))
-    freq_mask_width: int = attrs.field(default=12, validator=v.ge(1))  #: mel bins, at most
+    freq_mask_width: int = attrs.field(default=12, validator=v.ge(1))  #: frequency rows, at most
     time_stretch: float = attrs.field(default=0.0, validator=[v.ge(0.0), v.lt(1.0)])
     pitch_shift_bins: int = attrs.field(default=0, validator=v.ge(0))
-    chroma_bins: int = attrs.field(default=12, validator=v.ge(0))  #: rows after the mel rows
     mixup_alpha: float = attrs.field(default=0.0, validator=v.ge(0.0))  #: 0 = no mixup
     video_flip: bool = True
     video_crop_jitter: int = attrs.field(default=2, validator=v.ge(0))  #: pixels

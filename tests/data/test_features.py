@@ -67,7 +67,7 @@ def test_audio_only_recipe_reads_only_audio(tmp_path: Path) -> None:
     assert features.video is None and features.geometry is None
     assert features.face_fraction is None
     assert features.audio.dtype == np.float32
-    assert features.audio.shape[0] == extractor.frontend.n_features
+    assert features.audio.shape[0] == extractor.frontend.spec.rows
     # 1 s at 22050 Hz, hop 512, centred frames
     assert features.audio.shape[1] == 1 + 22050 // 512
 

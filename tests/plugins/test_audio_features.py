@@ -24,8 +24,13 @@ def tone(freq: float = 440.0, seconds: float = 1.0) -> np.ndarray:
 def test_registered_and_satisfies_the_contract():
     frontend = get_registry().get("audio_frontend", "mel-chroma").build()
     assert isinstance(frontend, AudioFrontEnd)
-    assert frontend.sample_rate == SR and frontend.n_features == 140
-    assert frontend.frames_per_second == pytest.approx(SR / 512)
+    assert frontend.sample_rate == SR and frontend.spec.rows == 140
+    assert frontend.spec.frames_per_second == pytest.approx(SR / 512)
+    assert [(b.name, b.start, b.stop, b.frequency, b.db) for b in frontend.spec.bands] == [
+        ("mel", 0, 128, True, True),
+        ("chroma", 128, 140, False, False),
+    ]
+    assert MelChroma.describe(frontend.config) == frontend.spec  # no filter banks needed
 
 
 def test_matches_librosa_on_one_spectrogram():
@@ -80,7 +85,7 @@ def test_per_utterance_norm_standardises_each_row():
 def test_config_from_a_toml_table_and_its_checks():
     config = from_dict(MelChromaConfig, {"sample_rate": 16000, "n_mels": 64, "fmax": 8000})
     frontend = MelChroma(config)
-    assert frontend.n_features == 76 and frontend(tone()).shape[0] == 76
+    assert frontend.spec.rows == 76 and frontend(tone()).shape[0] == 76
     with pytest.raises(ConfigError, match="fmax"):
         from_dict(MelChromaConfig, {"sample_rate": 16000, "fmax": 9000})
     with pytest.raises(ConfigError, match="n_mels"):
@@ -106,7 +111,9 @@ def test_real_files_of_every_kind(shared_data):
         features = frontend(samples)
         seconds = len(samples) / frontend.sample_rate
         assert features.shape == (140, 1 + len(samples) // 512), path
-        assert features.shape[1] / frontend.frames_per_second == pytest.approx(seconds, abs=0.05)
+        assert features.shape[1] / frontend.spec.frames_per_second == pytest.approx(
+            seconds, abs=0.05
+        )
         assert np.isfinite(features).all(), path
         assert features[:128].max() > -20.0, path  # speech is well above the -100 dB floor
         assert features[128:].min() >= 0.0 and features[128:].max() == pytest.approx(1.0)

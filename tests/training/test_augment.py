@@ -7,11 +7,26 @@ import pytest
 import torch
 
 from avsent.config import from_dict, to_dict
+from avsent.contracts import Band, FeatureSpec
 from avsent.errors import ConfigError
+from avsent.hookspecs import hookimpl
 from avsent.model import Batch
+from avsent.registry import get_registry
 from avsent.training.augment import AugmentConfig, augment_batch, mixup, mixup_loss
 
 N_MELS, CHROMA, FRAMES = 20, 12, 40
+#: the mel-chroma layout at 20 mel rows (what MelChroma.describe says for n_mels = 20)
+SPEC = FeatureSpec(
+    bands=(
+        Band("mel", 0, N_MELS, frequency=True, db=True),
+        Band("chroma", N_MELS, N_MELS + CHROMA),
+    ),
+    frames_per_second=43.0,
+)
+
+
+def augment(batch: Batch, cfg: AugmentConfig, g: torch.Generator, **kwargs) -> Batch:
+    return augment_batch(batch, cfg, g, spec=SPEC, **kwargs)
 
 
 def make_batch(lengths=(40, 25, 32)) -> Batch:
@@ -62,7 +77,7 @@ def test_switched_off_changes_nothing():
     batch = make_batch()
     cfg = only()
     assert not cfg.active
-    out = augment_batch(batch, cfg, gen())
+    out = augment(batch, cfg, gen())
     assert torch.equal(out.audio, batch.audio)
     assert torch.equal(out.video, batch.video)
 
@@ -84,7 +99,7 @@ def test_config_round_trips_and_validates():
 def test_all_options_keep_shapes_and_input_untouched():
     batch = make_batch()
     before = attrs.evolve(batch, audio=batch.audio.clone(), video=batch.video.clone())
-    out = augment_batch(batch, ALL_ON, gen())
+    out = augment(batch, ALL_ON, gen())
     assert out.audio.shape == batch.audio.shape
     assert out.audio_mask.shape == batch.audio_mask.shape
     assert out.video.shape == batch.video.shape
@@ -95,9 +110,9 @@ def test_all_options_keep_shapes_and_input_untouched():
 
 def test_same_generator_state_same_result():
     batch = make_batch()
-    a = augment_batch(batch, ALL_ON, gen(7))
-    b = augment_batch(batch, ALL_ON, gen(7))
-    c = augment_batch(batch, ALL_ON, gen(8))
+    a = augment(batch, ALL_ON, gen(7))
+    b = augment(batch, ALL_ON, gen(7))
+    c = augment(batch, ALL_ON, gen(8))
     assert torch.equal(a.audio, b.audio) and torch.equal(a.video, b.video)
     assert torch.equal(a.audio_mask, b.audio_mask)
     assert not torch.equal(a.audio, c.audio)
@@ -105,7 +120,7 @@ def test_same_generator_state_same_result():
 
 def test_gain_moves_only_mel_rows_by_one_offset_per_clip():
     batch = make_batch()
-    out = augment_batch(batch, only(gain_db=6.0), gen())
+    out = augment(batch, only(gain_db=6.0), gen())
     diff = out.audio - batch.audio
     assert torch.equal(diff[:, N_MELS:], torch.zeros_like(diff[:, N_MELS:]))
     for i in range(3):
@@ -120,7 +135,7 @@ def test_gain_moves_only_mel_rows_by_one_offset_per_clip():
 def test_time_masks_replace_spans_with_the_band_mean_inside_real_frames():
     batch = make_batch()
     cfg = only(time_masks=1, time_mask_width=8)
-    out = augment_batch(batch, cfg, gen(3))
+    out = augment(batch, cfg, gen(3))
     changed_any = False
     for i in range(3):
         n = int(batch.audio_mask[i].sum())
@@ -136,7 +151,7 @@ def test_time_masks_replace_spans_with_the_band_mean_inside_real_frames():
 
 def test_freq_masks_cover_mel_rows_only():
     batch = make_batch()
-    out = augment_batch(batch, only(freq_masks=3, freq_mask_width=5), gen(2))
+    out = augment(batch, only(freq_masks=3, freq_mask_width=5), gen(2))
     rows = (out.audio != batch.audio).any(2).any(0).nonzero().flatten()
     assert len(rows) > 0
     assert (rows < N_MELS).all()
@@ -145,7 +160,7 @@ def test_freq_masks_cover_mel_rows_only():
 
 def test_time_stretch_keeps_mask_consistent_with_content():
     batch = make_batch(lengths=(40, 20, 30))
-    out = augment_batch(batch, only(time_stretch=0.3), gen(5))
+    out = augment(batch, only(time_stretch=0.3), gen(5))
     assert out.audio.shape == batch.audio.shape
     lengths = out.audio_mask.sum(1)
     assert not torch.equal(lengths, batch.audio_mask.sum(1))
@@ -161,14 +176,14 @@ def test_time_stretch_keeps_mask_consistent_with_content():
 
 def test_a_batch_without_audio_mask_gets_one_that_follows_the_stretch():
     batch = attrs.evolve(make_batch(lengths=(40, 40, 40)), audio_mask=None)
-    out = augment_batch(batch, only(time_stretch=0.3), gen(5))
+    out = augment(batch, only(time_stretch=0.3), gen(5))
     lengths = out.audio_mask.sum(1)
     assert (lengths <= FRAMES).all() and (lengths < FRAMES).any()
 
 
 def test_pitch_shift_moves_mel_rows_and_keeps_chroma():
     batch = make_batch()
-    out = augment_batch(batch, only(pitch_shift_bins=3), gen(4))
+    out = augment(batch, only(pitch_shift_bins=3), gen(4))
     assert torch.equal(out.audio[:, N_MELS:], batch.audio[:, N_MELS:])
     found = []
     for i in range(3):
@@ -189,7 +204,7 @@ def test_noise_uses_the_given_band_scale_and_spares_padding():
     batch = make_batch()
     std = torch.ones(N_MELS + CHROMA)
     std[N_MELS:] = 0.0
-    out = augment_batch(batch, only(noise_std=0.5), gen(), feature_std=std)
+    out = augment(batch, only(noise_std=0.5), gen(), feature_std=std)
     diff = out.audio - batch.audio
     assert torch.equal(diff[:, N_MELS:], torch.zeros_like(diff[:, N_MELS:]))
     assert 0.3 < float(diff[0, :N_MELS].std()) < 0.7
@@ -202,7 +217,7 @@ def test_background_noise_raises_quiet_bins_to_a_floor_at_the_snr():
     mel[:, :, :] = -80.0  # quiet everywhere...
     mel[:, 0, :] = 0.0  # ...but one loud band: mean power 1/N_MELS (−13 dB)
     cfg = only(noise_min_snr_db=20.0, noise_snr_span_db=0.0)
-    out = augment_batch(batch, cfg, gen())
+    out = augment(batch, cfg, gen())
     floor = 10 * torch.log10(torch.tensor(1.0 / N_MELS)) - 20.0  # −33 dB
     for i, n in enumerate((40, 25, 32)):
         assert torch.allclose(out.audio[i, 1:N_MELS, :n], floor, atol=0.01)
@@ -214,12 +229,12 @@ def test_background_noise_raises_quiet_bins_to_a_floor_at_the_snr():
 
 def test_video_flip_and_jitter():
     batch = make_batch()
-    flipped = augment_batch(batch, only(video_flip=True), gen(0))
+    flipped = augment(batch, only(video_flip=True), gen(0))
     for i in range(3):
         same = torch.equal(flipped.video[i], batch.video[i])
         mirrored = torch.equal(flipped.video[i], batch.video[i].flip(-1))
         assert same or mirrored
-    jittered = augment_batch(batch, only(video_crop_jitter=2), gen(0))
+    jittered = augment(batch, only(video_crop_jitter=2), gen(0))
     assert jittered.video.shape == batch.video.shape
     # a shift by (dy, dx) in [-2, 2]: the interior matches a shifted window of the input
     for i in range(3):
@@ -267,7 +282,8 @@ def test_db_augmentations_are_refused_on_standardised_features(field, value, sta
 
     on = {standardiser: True}
     check_augment(default_run_config("drsn-audio", on))  # the default augmentations are unit-free
-    with pytest.raises(ConfigError, match=f"train.augment.{field}: .*{standardiser}"):
+    why = "data.speaker_norm" if standardiser == "data.speaker_norm" else "no db band"
+    with pytest.raises(ConfigError, match=f"train.augment.{field}: .*{why}"):
         check_augment(default_run_config("drsn-audio", {**on, f"train.augment.{field}": value}))
     check_augment(default_run_config("drsn-audio", {f"train.augment.{field}": value}))
     # a model without audio is not affected
@@ -281,6 +297,75 @@ def test_training_checks_augmentation_before_anything_else(tmp_path):
     config = default_run_config(
         "drsn-audio", {"data.speaker_norm": True, "train.augment.gain_db": 6.0}
     )
-    with pytest.raises(ConfigError, match="6 dB on features standardised by data.speaker_norm"):
+    with pytest.raises(ConfigError, match="gain in dB, but data.speaker_norm standardises"):
         train(config, run_dir=tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()  # refused before the run folder or data
+
+
+class MFCCLike:
+    """A front-end with another layout: 13 cepstral rows, neither frequency bins nor dB."""
+
+    sample_rate = 16000
+
+    @staticmethod
+    def describe(config) -> FeatureSpec:
+        return FeatureSpec(bands=(Band("mfcc", 0, 13),), frames_per_second=100.0)
+
+    def __init__(self) -> None:
+        self.spec = self.describe(None)
+
+    def __call__(self, samples):
+        return torch.zeros(13, 1 + len(samples) // 160).numpy()
+
+
+class MFCCPlugin:
+    @hookimpl
+    def register_audio_frontends(self, register):
+        register.audio_frontend("mfcc-like", MFCCLike)
+
+
+@pytest.fixture
+def mfcc_frontend():
+    registry = get_registry()
+    assert registry.register_plugin(MFCCPlugin(), name="mfcc-like-test")
+    try:
+        yield
+    finally:
+        registry.unregister_plugin("mfcc-like-test")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("freq_masks", 2), ("pitch_shift_bins", 2), ("gain_db", 3.0), ("noise_min_snr_db", 10.0)],
+)
+def test_another_layout_is_refused_what_it_cannot_take(mfcc_frontend, field, value):
+    from avsent.run_config import default_run_config
+    from avsent.training.augment import check_augment
+
+    off = {"train.augment.freq_masks": 0, "audio_frontend.name": "mfcc-like"}
+    check_augment(default_run_config("drsn-audio", off))  # time masks, flips: fine
+    with pytest.raises(ConfigError, match=f"train.augment.{field}: .*'mfcc-like' has no"):
+        check_augment(default_run_config("drsn-audio", {**off, f"train.augment.{field}": value}))
+
+
+def test_another_layout_gets_the_augmentations_it_can_take(mfcc_frontend):
+    """Time masks on a 13-row MFCC-like map: every row masked at the same frames, inside
+    each clip's real frames; nothing reads a mel/chroma split that is not there."""
+    from avsent.model import audio_feature_spec
+    from avsent.run_config import default_run_config
+
+    config = default_run_config(
+        "drsn-audio", {"audio_frontend.name": "mfcc-like", "train.augment.freq_masks": 0}
+    )
+    spec = audio_feature_spec(config)
+    assert spec.rows == 13
+    batch = make_batch()
+    batch = attrs.evolve(batch, audio=batch.audio[:, :13] + 100.0)
+    out = augment_batch(batch, only(time_masks=2, time_mask_width=5), gen(3), spec=spec)
+    changed = (out.audio != batch.audio).any(dim=1)  # [B, T] frames touched
+    assert changed.any()
+    assert not (changed & ~batch.audio_mask).any()
+    touched = out.audio != batch.audio
+    assert torch.equal(touched, changed[:, None, :].expand_as(touched))
+    with pytest.raises(ValueError, match="needs its FeatureSpec"):
+        augment_batch(batch, only(time_masks=1), gen(), spec=SPEC)  # 32 rows ≠ 13

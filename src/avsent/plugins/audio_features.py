@@ -5,10 +5,11 @@ power spectrogram, which is what ``librosa.feature.melspectrogram(S=...)`` and
 ``librosa.feature.chroma_stft(S=..., tuning=...)`` compute (a test checks it) without
 rebuilding the banks — or a second STFT — for every clip.
 
-Output rows: ``n_mels`` log-mel bands in dB (ref 1.0, so levels are comparable across
-clips), then 12 chroma bins in [0, 1]. The scales differ; the model normalises each row
-with dataset statistics stored in its buffers (``AVModel.set_audio_stats``), so they
-travel with the checkpoint. ``per_utterance_norm`` standardises each row per clip instead.
+Output rows (:meth:`MelChroma.describe`): band ``mel``, ``n_mels`` log-mel rows in dB (ref
+1.0, so levels are comparable across clips), then band ``chroma``, 12 bins in [0, 1]. The
+scales differ; the model normalises each row with dataset statistics stored in its buffers
+(``AVModel.set_audio_stats``), so they travel with the checkpoint. ``per_utterance_norm``
+standardises each row per clip instead.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import librosa
 import numpy as np
 from attrs import validators as v
 
+from avsent.contracts import Band, FeatureSpec
 from avsent.hookspecs import hookimpl
 
 N_CHROMA = 12
@@ -55,13 +57,24 @@ class MelChroma:
         self.config = config or MelChromaConfig()
         c = self.config
         self.sample_rate = c.sample_rate
-        self.n_features = c.n_mels + N_CHROMA
-        self.frames_per_second = c.sample_rate / c.hop_length
+        self.spec = self.describe(c)
         self._mel_basis = librosa.filters.mel(
             sr=c.sample_rate, n_fft=c.n_fft, n_mels=c.n_mels, fmin=c.fmin, fmax=c.fmax
         ).astype(np.float32)
         self._chroma_basis = (
             None if c.tuning is None else self._chroma_filters(c.tuning).astype(np.float32)
+        )
+
+    @staticmethod
+    def describe(config: MelChromaConfig | None) -> FeatureSpec:
+        """The rows this front-end produces for ``config``, without building filter banks."""
+        c = config or MelChromaConfig()
+        return FeatureSpec(
+            bands=(
+                Band("mel", 0, c.n_mels, frequency=True, db=not c.per_utterance_norm),
+                Band("chroma", c.n_mels, c.n_mels + N_CHROMA),
+            ),
+            frames_per_second=c.sample_rate / c.hop_length,
         )
 
     def _chroma_filters(self, tuning: float) -> np.ndarray:

@@ -1,17 +1,20 @@
 """Training-time augmentation of collated batches, for every recipe.
 
 Features come from the cache, so augmentation works on what the cache holds rather than
-on waveforms: the audio map is ``[log-mel in dB (n_mels rows) ; chroma (chroma_bins rows)]``
-× time, the video is face crops ``[B, C, T, H, W]`` in [0, 1]. What each option does:
+on waveforms. Which audio rows an option touches comes from the front-end's
+:class:`~avsent.contracts.FeatureSpec` (for mel-chroma: band ``mel``, frequency rows in dB,
+then ``chroma``); the video is face crops ``[B, C, T, H, W]`` in [0, 1]. An option whose
+band the front-end does not have (a pitch shift on MFCCs) is refused by
+:func:`check_augment` before training. What each option does:
 
 * ``time_stretch`` — speed perturbation: each clip's real frames are resampled along time
   by linear interpolation at a rate drawn from ``[1 - s, 1 + s]``; the batch keeps its
   length (longer clips are cropped at a random offset, shorter ones padded) and the
   mask follows.
-* ``pitch_shift_bins`` — the mel rows move up or down by up to k bins (edges repeated).
-  An approximation: mel bins are evenly spaced in pitch only above ~1 kHz, and the
-  chroma rows are left as they are.
-* ``gain_db`` — a random gain per clip, added to the mel rows only (dB is a log domain:
+* ``pitch_shift_bins`` — the frequency rows move up or down by up to k bins (edges
+  repeated). An approximation: mel bins are evenly spaced in pitch only above ~1 kHz, and
+  the chroma rows are left as they are.
+* ``gain_db`` — a random gain per clip, added to the dB rows only (dB is a log domain:
   a gain is an offset; chroma is loudness-free).
 * ``noise_min_snr_db`` — background noise as the field adds it to waveforms, done in the
   power domain: white noise at an SNR drawn from ``[min, min + noise_snr_span_db]`` dB
@@ -21,17 +24,16 @@ on waveforms: the audio map is ``[log-mel in dB (n_mels rows) ; chroma (chroma_b
 * ``noise_std`` — Gaussian noise on the whole map, in units of each band's standard
   deviation (the model's normalisation statistics when given, else the batch's).
 * ``freq_masks`` / ``time_masks`` — SpecAugment: spans of up to the given width replaced
-  by the clip's per-band mean (zero after normalisation). Frequency masks cover mel rows
-  only; time masks fall inside each clip's real frames.
+  by the clip's per-band mean (zero after normalisation). Frequency masks cover the
+  frequency rows only; time masks fall inside each clip's real frames.
 * ``video_flip`` / ``video_crop_jitter`` — horizontal flip (p = 0.5) and a random shift of
   up to n pixels with edges repeated. Landmark geometry is not flipped with the crops.
 * ``mixup_alpha`` — mixup (Zhang et al. 2018) via :func:`mixup` / :func:`mixup_loss`.
 
-``gain_db`` and ``noise_min_snr_db`` read the mel rows as dB (the mel-chroma front-end's
-default). With ``data.speaker_norm`` the rows arrive in units of the speaker's standard deviation,
-where "3 dB" would be a shift of three standard deviations: :func:`check_augment` refuses
-both options there and with ``per_utterance_norm`` (the standardisation already takes out
-the level).
+``gain_db`` and ``noise_min_snr_db`` need a dB band. With ``data.speaker_norm`` the rows
+arrive in units of the speaker's standard deviation, where "3 dB" would be a shift of three
+standard deviations: :func:`check_augment` refuses both options there, and a front-end
+that standardises per clip (mel-chroma's ``per_utterance_norm``) has no dB band at all.
 
 Every random draw comes from the caller's ``torch.Generator``, so a resumed run that
 restores the generator state repeats the same augmentation.
@@ -48,41 +50,53 @@ import torch
 from torch.nn import functional as F
 
 from avsent.config import NONE
+from avsent.contracts import FeatureSpec
 from avsent.errors import ConfigError
-from avsent.model import Batch
+from avsent.model import Batch, audio_feature_spec
 from avsent.run_config import AugmentConfig
+
+#: option → (the band property it needs, what it does to those rows)
+_BAND_OPTIONS: dict[str, tuple[str, str]] = {
+    "pitch_shift_bins": ("frequency", "shifts frequency rows"),
+    "freq_masks": ("frequency", "masks frequency rows"),
+    "gain_db": ("db", "adds a gain in dB"),
+    "noise_min_snr_db": ("db", "adds noise to dB levels"),
+}
+
+
+def _option_on(aug: AugmentConfig, option: str) -> bool:
+    value = getattr(aug, option)
+    return value is not None and value != 0
 
 
 def check_augment(config: Any) -> None:
-    """Refuse dB augmentations when the model's audio features are not in dB.
+    """Refuse augmentations the audio features cannot take, before any training.
 
-    Per-speaker (``data.speaker_norm``) or per-clip (the front-end's
-    ``per_utterance_norm``) standardisation turns dB into standard deviations before the
-    batch is augmented."""
+    Each option acts on the band its :class:`FeatureSpec` marks (frequency rows, dB rows);
+    a front-end without such a band, or per-speaker standardisation (``data.speaker_norm``,
+    which turns dB into standard deviations before the batch is augmented), refuses it."""
     if config.audio.name == NONE:
         return
-    per_clip = getattr(config.audio_frontend.config, "per_utterance_norm", False)
-    if config.data.speaker_norm:
-        standardiser = "data.speaker_norm"
-    elif per_clip:
-        standardiser = "audio_frontend.per_utterance_norm"
-    else:
-        return
     aug = config.train.augment
-    if aug.gain_db > 0:
-        raise ConfigError(
-            "train.augment.gain_db",
-            f"{aug.gain_db:g} dB on features standardised by {standardiser} would be "
-            f"{aug.gain_db:g} standard deviations; set train.augment.gain_db=0 or "
-            f"{standardiser}=false",
-        )
-    if aug.noise_min_snr_db is not None:
-        raise ConfigError(
-            "train.augment.noise_min_snr_db",
-            f"adds noise to dB features, but {standardiser} standardises them first; "
-            f"leave noise_min_snr_db unset (noise_std works in standard deviations) or set "
-            f"{standardiser}=false",
-        )
+    spec = audio_feature_spec(config)
+    frontend = config.audio_frontend.name
+    for option, (needs, what) in _BAND_OPTIONS.items():
+        if not _option_on(aug, option):
+            continue
+        if spec.first(**{needs: True}) is None:
+            raise ConfigError(
+                f"train.augment.{option}",
+                f"{what}, but front-end {frontend!r} has no {needs} band "
+                f"(its bands: {', '.join(b.name for b in spec.bands)}); set it to 0 / leave "
+                "it unset for this front-end",
+            )
+        if needs == "db" and config.data.speaker_norm:
+            raise ConfigError(
+                f"train.augment.{option}",
+                f"{what}, but data.speaker_norm standardises the features first, so dB "
+                "would be standard deviations; turn one of them off (noise_std works in "
+                "standard deviations)",
+            )
 
 
 def augment_batch(
@@ -90,20 +104,25 @@ def augment_batch(
     cfg: AugmentConfig,
     generator: torch.Generator,
     *,
+    spec: FeatureSpec | None = None,
     feature_std: torch.Tensor | None = None,
 ) -> Batch:
     """A new batch with the configured augmentations; the input is not modified.
 
-    A batch without ``audio_mask`` comes back with one (time stretching shortens clips).
-
-    ``feature_std`` [F] (e.g. ``model.audio_std``) sets the noise scale per band.
+    ``spec`` says which audio rows are frequency bins and which are dB (needed when the
+    batch has audio). A batch without ``audio_mask`` comes back with one (time stretching
+    shortens clips). ``feature_std`` [F] (e.g. ``model.audio_std``) sets the noise scale.
     """
     audio, audio_mask = batch.audio, batch.audio_mask
     if audio is not None and cfg.audio_active:
         if audio_mask is None:
             audio_mask = torch.ones(audio.shape[0], audio.shape[2], dtype=torch.bool)
             audio_mask = audio_mask.to(audio.device)
-        audio, audio_mask = _augment_audio(audio, audio_mask, cfg, generator, feature_std)
+        if spec is None or spec.rows != audio.shape[1]:
+            raise ValueError(
+                f"augmenting audio of {audio.shape[1]} rows needs its FeatureSpec, got {spec}"
+            )
+        audio, audio_mask = _augment_audio(audio, audio_mask, cfg, generator, spec, feature_std)
     video = batch.video
     if video is not None and cfg.video_active:
         video = _augment_video(video, cfg, generator)
@@ -167,28 +186,34 @@ def _randint(n: int, low: int, high: int, g: torch.Generator) -> torch.Tensor:
     return torch.randint(low, high + 1, (n,), generator=g, device=g.device).cpu()
 
 
+def _rows(spec: FeatureSpec, option: str, **needs: bool) -> slice:
+    band = spec.first(**needs)
+    if band is None:  # check_augment refuses this before training
+        raise ConfigError(f"train.augment.{option}", f"the features have no {needs} band")
+    return band.rows
+
+
 def _augment_audio(
     x: torch.Tensor,
     mask: torch.Tensor,
     cfg: AugmentConfig,
     g: torch.Generator,
+    spec: FeatureSpec,
     feature_std: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    n_mels = x.shape[1] - cfg.chroma_bins
-    if n_mels < 1:
-        raise ValueError(
-            f"audio has {x.shape[1]} feature rows, not more than chroma_bins={cfg.chroma_bins}"
-        )
     x = x.clone()
     if cfg.time_stretch:
         x, mask = _time_stretch(x, mask, cfg.time_stretch, g)
     if cfg.pitch_shift_bins:
-        x[:, :n_mels] = _shift_rows(x[:, :n_mels], cfg.pitch_shift_bins, g)
+        rows = _rows(spec, "pitch_shift_bins", frequency=True)
+        x[:, rows] = _shift_rows(x[:, rows], cfg.pitch_shift_bins, g)
     if cfg.gain_db:
+        rows = _rows(spec, "gain_db", db=True)
         gain = _uniform(x.shape[0], -cfg.gain_db, cfg.gain_db, g).to(x)
-        x[:, :n_mels] += gain[:, None, None] * mask[:, None, :]
+        x[:, rows] += gain[:, None, None] * mask[:, None, :]
     if cfg.noise_min_snr_db is not None:
-        x[:, :n_mels] = _add_noise_floor(x[:, :n_mels], mask, cfg, g)
+        rows = _rows(spec, "noise_min_snr_db", db=True)
+        x[:, rows] = _add_noise_floor(x[:, rows], mask, cfg, g)
     if cfg.noise_std:
         std = feature_std.to(x) if feature_std is not None else _band_std(x, mask)
         noise = torch.randn(x.shape, generator=g, device=g.device).to(x)
@@ -196,9 +221,11 @@ def _augment_audio(
     if cfg.freq_masks or cfg.time_masks:
         fill = _band_mean(x, mask)  # [B, F, 1]
         lengths = mask.sum(1).cpu()
+        freq = _rows(spec, "freq_masks", frequency=True) if cfg.freq_masks else slice(0, 0)
         for b in range(x.shape[0]):
             for _ in range(cfg.freq_masks):
-                start, width = _span(n_mels, cfg.freq_mask_width, g)
+                start, width = _span(freq.stop - freq.start, cfg.freq_mask_width, g)
+                start += freq.start
                 x[b, start : start + width] = fill[b, start : start + width]
             for _ in range(cfg.time_masks):
                 start, width = _span(int(lengths[b]), cfg.time_mask_width, g)

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset, DistributedSampler, Subset
 
 from avsent.data.loader import make_loader
 from avsent.errors import ConfigError
-from avsent.model import AVModel, Batch
+from avsent.model import AVModel, Batch, audio_feature_spec
 from avsent.training import distributed
 from avsent.training.augment import augment_batch, mixup
 from avsent.training.checkpoint import (
@@ -239,6 +239,7 @@ class Trainer:
             n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
         )
         self.augment = self.train_cfg.augment
+        self.audio_spec = audio_feature_spec(config) if model.uses_audio else None
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         cls = torch.optim.AdamW if self.train_cfg.optimizer == "adamw" else torch.optim.Adam
@@ -387,7 +388,7 @@ class Trainer:
         aug = self.augment
         if aug is not None and aug.active:
             std = self.model.audio_std if self.model.uses_audio else None
-            batch = augment_batch(batch, aug, generator, feature_std=std)
+            batch = augment_batch(batch, aug, generator, spec=self.audio_spec, feature_std=std)
         if aug is not None and aug.mixup_alpha > 0:
             batch, targets, targets_b, lam = mixup(batch, targets, aug.mixup_alpha, generator)
         with autocast(self.config, self.ctx.device):
