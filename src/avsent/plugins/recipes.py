@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from avsent.hookspecs import hookimpl
+from avsent.plugins.i3dd import PRESETS as I3DD_PRESETS
 from avsent.recipe import Recipe
 
 #: The paper's Fig. 1: DRSN → IMA, I3DD → IMA, CMA, FC; geometry from facial landmarks.
@@ -38,16 +39,11 @@ MAVSA_DI: dict[str, Any] = {
     "head": {"name": "linear"},
 }
 
-#: A CPU preset: narrower DRSN, the small I3DD (avsent.plugins.i3dd.PRESETS), narrower CMA.
+#: A CPU preset: narrower DRSN, the video plugin's small I3DD preset, narrower CMA.
 MAVSA_DI_SMALL: dict[str, Any] = {
     "faces": {"crop_size": 32, "num_frames": 8},  # pinned: stays small if the defaults grow
     "audio": {"name": "drsn", "stem_channels": 16, "widths": [16, 32, 64]},
-    "video": {
-        "name": "i3dd",
-        "growth_rate": 12,
-        "block_config": [2, 4, 4],
-        "num_init_features": 24,
-    },
+    "video": {"name": "i3dd", **I3DD_PRESETS["small"]},
     "fusion": {"name": "cma", "d_model": 64},
 }
 
@@ -111,6 +107,29 @@ RECIPES: dict[str, Recipe] = {
         {"video": {"name": "none"}, "video_intra": _IDENTITY, "fusion": {"name": "passthrough"}},
         reference="MAVSA-DI audio branch",
         base="mavsa-di",
+    ),
+    "drsn-audio-small-corpus": Recipe(
+        "drsn-audio for a few hundred clips: every training speaker trains (no validation "
+        "speaker), last of 60 cosine epochs, per-speaker standardisation, frequency kept in "
+        "the tokens, SpecAugment + time stretch (docs/training.md)",
+        {
+            "data": {"split": {"val_fraction": 0.0}, "speaker_norm": True},
+            "audio": {"freq_pooling": "flatten"},
+            "train": {
+                "epochs": 60,
+                "batch_size": 16,
+                "lr": 1e-3,
+                "augment": {
+                    "time_masks": 2,
+                    "time_mask_width": 10,
+                    "freq_masks": 2,
+                    "freq_mask_width": 12,
+                    "time_stretch": 0.1,
+                },
+            },
+        },
+        reference="avsent setting, chosen on EmoDB's 8 speakers (docs/training.md)",
+        base="drsn-audio",
     ),
     "i3dd-visual": Recipe(
         "visual only: MAVSA-DI's visual branch (I3DD → IMA) and FC",
