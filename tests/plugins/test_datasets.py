@@ -175,6 +175,77 @@ def test_ravdess_calm_as_neutral_and_songs_by_config(tmp_path: Path) -> None:
     assert "03-01-06-01-01-02-02.wav" not in labels  # audio-only not selected
 
 
+def write_audio(root: Path, *names: str) -> None:
+    """Tiny real recordings (0.1 s of a tone), in the format the name's extension says."""
+    import numpy as np
+    import soundfile
+
+    tone = 0.1 * np.sin(np.linspace(0, 2 * np.pi * 40, 1600)).astype(np.float32)
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(path, tone, 16000)
+
+
+def test_ravdess_audio_only_flac_and_wav_with_calm_counted(tmp_path: Path) -> None:
+    write_audio(
+        tmp_path,
+        "Actor_03/03-01-01-01-01-01-03.flac",  # neutral
+        "Actor_03/03-01-02-01-01-01-03.flac",  # calm
+        "Actor_03/03-01-02-02-01-01-03.flac",  # calm
+        "Actor_04/03-01-05-02-02-01-04.wav",  # angry
+        "Actor_04/03-01-02-01-02-02-04.wav",  # calm
+    )
+    source = build("ravdess", root=str(tmp_path))
+    assert {c.path.name: (c.label, c.speaker) for c in source.clips()} == {
+        "03-01-01-01-01-01-03.flac": ("neutral", "actor03"),
+        "03-01-05-02-02-01-04.wav": ("angry", "actor04"),
+    }
+    assert source.notes == ["3 calm clips left out: no class; map them with data.dataset.label_map"]
+    mapped = build("ravdess", root=str(tmp_path), label_map={"calm": "neutral"})
+    assert sum(c.label == "neutral" for c in mapped.clips()) == 4 and mapped.notes == []
+
+
+def test_ravdess_actor_code_must_match_its_folder(tmp_path: Path) -> None:
+    write_audio(
+        tmp_path,
+        "Actor_05/03-01-03-01-01-01-05.flac",
+        "Actor_05/03-01-04-01-01-01-06.flac",  # actor 06's take in actor 05's folder
+    )
+    with pytest.raises(DatasetProblems) as caught:
+        build("ravdess", root=str(tmp_path)).clips()
+    assert caught.value.problems == [
+        f"{tmp_path}/Actor_05/03-01-04-01-01-01-06.flac: actor 06 in the file name, but the "
+        "folder is Actor_05"
+    ]
+
+
+def test_ravdess_take_in_two_modalities_is_used_once(tmp_path: Path) -> None:
+    touch(tmp_path, "Actor_01/01-01-03-01-01-01-01.mp4", "Actor_01/03-01-03-01-01-01-01.wav",
+          "Actor_01/03-01-04-01-01-01-01.wav")  # fmt: skip
+    source = build("ravdess", root=str(tmp_path))
+    assert sorted(c.path.name for c in source.clips()) == [
+        "01-01-03-01-01-01-01.mp4", "03-01-04-01-01-01-01.wav",
+    ]  # fmt: skip
+    assert source.notes == ["1 audio-only copy left out: the audio-video take is used"]
+
+
+def test_ravdess_real_speech(shared_data: Path) -> None:
+    root = shared_data / "speech" / "ravdess"
+    if not root.is_dir():
+        pytest.skip(f"RAVDESS speech not found at {root}")
+    source = build("ravdess", root=str(root))
+    clips = source.clips()
+    assert len(list(root.rglob("*.flac"))) == 960
+    assert len(clips) == 960 - 128  # 8 calm takes per actor have no class
+    assert source.class_names == EMOTIONS
+    assert {c.speaker for c in clips} == {f"actor{n:02d}" for n in range(1, 17)}
+    assert all(c.speaker == "actor" + c.path.parent.name[-2:] for c in clips)
+    assert source.notes == [
+        "128 calm clips left out: no class; map them with data.dataset.label_map"
+    ]
+
+
 def test_mead_corpus_tree(tmp_path: Path) -> None:
     touch(
         tmp_path,

@@ -56,10 +56,31 @@ def order_classes(labels: Iterable[str]) -> tuple[str, ...]:
 
 @attrs.define
 class Skipped:
-    """A media file left out on purpose, and why (e.g. RAVDESS *calm* has no class)."""
+    """A media file left out on purpose, and why (e.g. RAVDESS *calm* has no class).
+
+    ``group`` names what files like it share, for the count a user sees
+    (``"calm clips left out: no class; …"`` → ``"60 calm clips left out: …"``)."""
 
     path: Path
     reason: str
+    group: str = ""
+
+
+def skip_notes(skipped: Iterable[Skipped]) -> list[str]:
+    """One line per group of skipped files, with its count, in the order first met."""
+    counts: dict[str, int] = {}
+    for s in skipped:
+        counts[s.group or s.reason] = counts.get(s.group or s.reason, 0) + 1
+    return [f"{n} {group if n > 1 else _singular(group)}" for group, n in counts.items()]
+
+
+_SINGULAR = {"clips": "clip", "copies": "copy", "files": "file"}
+
+
+def _singular(group: str) -> str:
+    words = group.split(" ")
+    i = next((i for i, w in enumerate(words) if w in _SINGULAR), None)
+    return group if i is None else " ".join([*words[:i], _SINGULAR[words[i]], *words[i + 1 :]])
 
 
 class ClipSource:
@@ -88,6 +109,13 @@ class ClipSource:
 
     def clips(self) -> list[Clip]:
         return list(self._checked[0])
+
+    @property
+    def notes(self) -> list[str]:
+        """What was left out on purpose, counted (``"60 calm clips left out: no class; …"``),
+        so a user sees it without reading ``skipped`` file by file."""
+        self._checked  # noqa: B018 — the scan fills ``skipped``
+        return skip_notes(self.skipped)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -161,6 +189,11 @@ def _speaker(pattern: re.Pattern[str] | None, path: Path) -> str | None:
     return m.groupdict().get("speaker") or m.group(1)
 
 
+def _dropped(path: Path, label: str) -> Skipped:
+    reason = f"label {label!r} mapped to {DROP!r}"
+    return Skipped(path, reason, f"{label} clips left out: {reason}")
+
+
 def folder_dataset(config: FolderConfig) -> ClipSource:
     def scan() -> tuple[list[Clip], None, list[str], list[Skipped]]:
         root = _root_dir(config.root, "data.dataset.root")
@@ -173,7 +206,7 @@ def folder_dataset(config: FolderConfig) -> ClipSource:
             label = config.label_map.get(folder.name, folder.name)
             for path in _media_files(folder, config.extensions):
                 if label == DROP:
-                    skipped.append(Skipped(path, f"label {folder.name!r} mapped to {DROP!r}"))
+                    skipped.append(_dropped(path, folder.name))
                     continue
                 speaker = _speaker(pattern, path)
                 if pattern is not None and speaker is None:
@@ -204,7 +237,7 @@ def manifest_dataset(config: ManifestConfig) -> ClipSource:
         for clip, loc in zip(clips, locations, strict=True):
             label = config.label_map.get(clip.label, clip.label)
             if label == DROP:
-                skipped.append(Skipped(clip.path, f"label {clip.label!r} mapped to {DROP!r}"))
+                skipped.append(_dropped(clip.path, clip.label))
                 continue
             kept.append(attrs.evolve(clip, label=label))
             kept_locations.append(loc)
@@ -244,10 +277,13 @@ class CorpusConfig:
 @attrs.define
 class RavdessConfig(CorpusConfig):
     """RAVDESS ``Actor_XX/MM-VV-EE-II-SS-RR-AA.mp4``; by default the audio-video and
-    audio-only speech files (the video-only copies repeat the audio-video takes)."""
+    audio-only speech files (the video-only copies repeat the audio-video takes).
+
+    Any media extension: the corpus ships MP4 and WAV, and converted copies (FLAC, …)
+    keep the names. A take present as audio-video and audio-only is used once."""
 
     corpus: ClassVar[str] = "ravdess"
-    extensions: tuple[str, ...] = (".mp4", ".wav")
+    extensions: tuple[str, ...] = MEDIA_EXTENSIONS
     modalities: tuple[str, ...] = attrs.field(
         default=("audio-video", "audio-only"),
         validator=v.deep_iterable(v.in_(tuple(corpora.RAVDESS_MODALITIES.values()))),
@@ -286,33 +322,78 @@ class MeadConfig(CorpusConfig):
     )
 
 
+Check = Callable[[Path], "str | None"]  #: a file → the problem with it, or None
+Refine = Callable[[list[Clip], list[Skipped]], list[Clip]]  #: drops clips, noting why
+
+
 def corpus_dataset(
-    corpus: str, parse: Callable[[Path, Any], corpora.Parsed | None]
+    corpus: str,
+    parse: Callable[[Path, Any], corpora.Parsed | None],
+    check: Check | None = None,
+    refine: Refine | None = None,
 ) -> Callable[[Any], ClipSource]:
-    """A factory that scans a corpus folder with ``parse`` and maps its labels."""
+    """A factory that scans a corpus folder with ``parse`` and maps its labels.
+
+    ``check`` reports a parsed file that contradicts the corpus layout (a problem, not a
+    skip); ``refine`` drops clips the parse alone cannot judge (duplicate takes)."""
 
     def factory(config: Any) -> ClipSource:
         def scan() -> tuple[list[Clip], None, list[str], list[Skipped]]:
             root = _root_dir(config.root, "data.dataset.root")
             mapping = {**corpora.DEFAULT_MAPS[corpus], **config.label_map}
-            clips, skipped = [], []
+            clips, problems, skipped = [], [], []
             for path in _media_files(root, config.extensions):
                 parsed = parse(path, config)
                 if parsed is None:
-                    skipped.append(Skipped(path, f"not a {corpus} file name (or not selected)"))
+                    skipped.append(Skipped(path, f"not a {corpus} file name (or not selected)",
+                                           f"files left out: not {corpus} names or not selected"))  # fmt: skip
                     continue
+                problem = check(path) if check is not None else None
+                if problem is not None:
+                    problems.append(f"{path}: {problem}")
                 label = mapping.get(parsed.emotion)
                 if label is None and config.include_unmapped:
                     label = parsed.emotion
                 if label is None or label == DROP:
-                    skipped.append(Skipped(path, f"{corpus} label {parsed.emotion!r} has no class"))
+                    why = f"{corpus} label {parsed.emotion!r} has no class"
+                    hint = "no class; map them with data.dataset.label_map"
+                    skipped.append(Skipped(path, why, f"{parsed.emotion} clips left out: {hint}"))
                     continue
                 clips.append(Clip(path, label, parsed.speaker))
-            return clips, None, [], skipped
+            if refine is not None:
+                clips = refine(clips, skipped)
+            return clips, None, problems, skipped
 
         return ClipSource(f"{corpus} {config.root}", scan)
 
     return factory
+
+
+_ACTOR_FOLDER = re.compile(r"^Actor_(\d\d)$")
+
+
+def ravdess_actor_check(path: Path) -> str | None:
+    """An ``Actor_NN`` folder must hold only actor NN's files (the speaker comes from the
+    name; a misfiled copy would put one actor's voice in another's fold)."""
+    folder = _ACTOR_FOLDER.match(path.parent.name)
+    actor = path.stem[-2:]
+    if folder is not None and folder[1] != actor:
+        return f"actor {actor} in the file name, but the folder is {path.parent.name}"
+    return None
+
+
+def ravdess_one_copy_per_take(clips: list[Clip], skipped: list[Skipped]) -> list[Clip]:
+    """Keep the audio-video file of a take that is also present audio-only: both hold the
+    same recording, and using both would count it twice."""
+    audio_video = {c.path.stem[3:] for c in clips if c.path.stem.startswith("01-")}
+    kept = []
+    for clip in clips:
+        if clip.path.stem.startswith("03-") and clip.path.stem[3:] in audio_video:
+            skipped.append(Skipped(clip.path, "audio-only copy of an audio-video take",
+                                   "audio-only copies left out: the audio-video take is used"))  # fmt: skip
+            continue
+        kept.append(clip)
+    return kept
 
 
 @hookimpl
@@ -335,7 +416,10 @@ def register_datasets(register):
     register.dataset(
         "ravdess",
         corpus_dataset(
-            "ravdess", lambda p, c: corpora.parse_ravdess(p, tuple(c.modalities), tuple(c.channels))
+            "ravdess",
+            lambda p, c: corpora.parse_ravdess(p, tuple(c.modalities), tuple(c.channels)),
+            check=ravdess_actor_check,
+            refine=ravdess_one_copy_per_take,
         ),
         config=RavdessConfig,
         description="RAVDESS by file name (calm left out)",
