@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from avsent.training.metrics import classification_report, format_mean_std, summarize_folds
+from avsent.training.metrics import (
+    classification_report,
+    format_mean_std,
+    per_speaker,
+    pooled_report,
+    summarize_folds,
+)
 
 NAMES = ("sad", "angry", "surprise", "fear", "happy", "disgusted", "neutral")
 
@@ -76,3 +82,32 @@ def test_fold_summary_mean_and_sample_std() -> None:
     assert summary["macro_f1"]["values"] == [0.5, 0.7, 0.9]
     assert format_mean_std(summary["accuracy"]) == "70.0 ± 20.0"
     assert summarize_folds(reports[:1])["accuracy"]["std"] == 0.0
+
+
+def test_pooled_report_equals_scoring_all_folds_together() -> None:
+    names = ("a", "b", "c")
+    folds = [([0, 0, 1, 2], [0, 1, 1, 2]), ([1, 1, 2, 2, 0], [1, 2, 2, 0, 0])]
+    reports = [classification_report(t, p, names) for t, p in folds]
+    pooled = pooled_report(reports)
+    everything = classification_report(
+        [y for t, _ in folds for y in t], [y for _, p in folds for y in p], names
+    )
+    assert pooled == everything
+    assert pooled["support"] == 9 and pooled["weighted_recall"] == pytest.approx(6 / 9)
+    with pytest.raises(ValueError, match="different classes"):
+        pooled_report([reports[0], classification_report([0], [0], ("x",))])
+
+
+def test_per_speaker_figures() -> None:
+    rows = per_speaker(["s2", "s1", "s1", "s2"], [0, 1, 1, 0], [0, 1, 0, 1], ("a", "b"))
+    assert list(rows) == ["s1", "s2"]
+    assert rows["s1"]["support"] == 2 and rows["s1"]["accuracy"] == 0.5
+    assert (
+        rows["s2"]["accuracy"] == 0.5 and rows["s2"]["macro_recall"] == 0.25
+    )  # b predicted, never true
+
+
+def test_fold_summary_adds_weighted_figures_when_every_report_has_them() -> None:
+    reports = [classification_report([0, 1], [0, 0], ("a", "b")) for _ in range(2)]
+    assert summarize_folds(reports)["weighted_f1"]["values"] == [reports[0]["weighted_f1"]] * 2
+    assert "weighted_f1" not in summarize_folds([{"accuracy": 1, "macro_recall": 1, "macro_f1": 1}])

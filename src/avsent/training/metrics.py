@@ -15,6 +15,8 @@ import numpy as np
 
 #: the headline figures, in the order reports show them
 HEADLINE = ("accuracy", "macro_recall", "macro_f1")
+#: what k-fold and seed summaries give as mean ± std: the headline, then the weighted ones
+SUMMARY_METRICS = (*HEADLINE, "weighted_recall", "weighted_f1")
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -93,16 +95,50 @@ def classification_report(
 
 
 def summarize_folds(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and sample standard deviation of the headline figures over fold (or seed)
-    reports."""
+    """Mean and sample standard deviation over fold (or seed) reports of the headline
+    figures, and of the weighted ones when every report has them."""
     if not reports:
         raise ValueError("no fold reports to summarise")
     summary: dict[str, Any] = {"folds": len(reports)}
-    for metric in HEADLINE:
+    for metric in (m for m in SUMMARY_METRICS if all(m in r for r in reports)):
         values = np.array([r[metric] for r in reports], dtype=np.float64)
         std = float(values.std(ddof=1)) if values.size > 1 else 0.0
         summary[metric] = {"mean": float(values.mean()), "std": std, "values": values.tolist()}
     return summary
+
+
+def pooled_report(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`classification_report` of every fold's test clips scored together.
+
+    Built from the summed confusion matrices, so it equals scoring all the folds'
+    predictions at once (what a paper reports as "pooled over folds")."""
+    if not reports:
+        raise ValueError("no fold reports to pool")
+    names = reports[0]["class_names"]
+    for r in reports:
+        if r["class_names"] != names:
+            raise ValueError(f"folds have different classes: {names} and {r['class_names']}")
+    matrix = np.sum([np.asarray(r["confusion"], dtype=np.int64) for r in reports], axis=0)
+    true, pred = np.indices(matrix.shape).reshape(2, -1)
+    counts = matrix.reshape(-1)
+    return classification_report(np.repeat(true, counts), np.repeat(pred, counts), names)
+
+
+def per_speaker(
+    speakers: Sequence[str],
+    y_true: Sequence[int],
+    y_pred: Sequence[int],
+    class_names: Sequence[str],
+) -> dict[str, dict[str, Any]]:
+    """Support, accuracy, macro recall and macro F1 of each speaker's clips (sorted ids)."""
+    speakers_arr = np.asarray(speakers)
+    true, pred = np.asarray(y_true), np.asarray(y_pred)
+    out = {}
+    for speaker in sorted(set(speakers)):
+        rows = speakers_arr == speaker
+        report = classification_report(true[rows], pred[rows], class_names)
+        out[speaker] = {"support": report["support"], **{m: report[m] for m in HEADLINE}}
+    return out
 
 
 def format_mean_std(entry: dict[str, float]) -> str:
