@@ -120,6 +120,53 @@ def test_speaker_kfold_writes_each_fold_and_a_mean_std_summary(workspace: Path) 
         assert load_run_config(run_dir / f"fold-{k}" / "config.toml").data.split.fold == k
     assert "± " in (run_dir / "summary.md").read_text()
     assert to_dict(load_run_config(run_dir / "config.toml"))["data"]["split"]["folds"] == 2
+    # pooled over folds: the summed confusion matrix, every test clip once
+    reports = [json.loads((run_dir / f"fold-{k}" / "report.json").read_text()) for k in (0, 1)]
+    pooled = summary["pooled"]
+    assert pooled["support"] == sum(r["support"] for r in reports)
+    assert pooled["confusion"] == [
+        [a + b for a, b in zip(*rows, strict=True)]
+        for rows in zip(reports[0]["confusion"], reports[1]["confusion"], strict=True)
+    ]
+    assert {"weighted_recall", "weighted_f1"} <= set(pooled) and "weighted_f1" in summary
+    # which speakers each fold tested, and each speaker's accuracy from the predictions
+    tested = [row["test_speakers"] for row in summary["per_fold"]]
+    assert sorted(s for t in tested for s in t) == sorted(summary["per_speaker"])
+    for k, r in enumerate(reports):
+        split = json.loads((run_dir / f"fold-{k}" / "split.json").read_text())
+        assert tested[k] == sorted({c["speaker"] for c in split["clips"] if c["part"] == "test"})
+        for speaker in tested[k]:
+            rows = [p for p in r["predictions"] if p["speaker"] == speaker]
+            hits = sum(p["label"] == p["predicted"] for p in rows)
+            assert summary["per_speaker"][speaker]["accuracy"] == pytest.approx(hits / len(rows))
+    assert (run_dir / "confusion_matrix.png").read_bytes().startswith(b"\x89PNG")
+    assert "## Per speaker" in (run_dir / "summary.md").read_text()
+
+
+def test_seeds_repeat_the_kfold_run_and_resume_keeps_finished_folds(workspace: Path) -> None:
+    run_dir = workspace / "seeds"
+    args = [
+        "train", "mavsa-di-small", *tiny_args(workspace), "--epochs", "1",
+        "--set", "data.split.method=speaker-kfold", "--set", "data.split.folds=2",
+        "--folds", "all", "--run-dir", run_dir, "--no-progress",
+    ]  # fmt: skip
+    run_cli(*args, "--seeds", "3,5")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["seeds"] == [3, 5]
+    per_seed = [json.loads((run_dir / f"seed-{s}" / "summary.json").read_text()) for s in (3, 5)]
+    assert [s["seed"] for s in per_seed] == [3, 5]
+    assert load_run_config(run_dir / "seed-5" / "fold-1" / "config.toml").train.seed == 5
+    assert summary["accuracy"]["values"] == [s["pooled"]["accuracy"] for s in per_seed]
+    assert "seed 5" in (run_dir / "summary.md").read_text()
+    report = run_dir / "seed-3" / "fold-0" / "report.json"
+    before = report.stat().st_mtime_ns
+    out = run_cli("train", "--resume", "--run-dir", run_dir, "--folds", "all", "--seeds", "3,5",
+                  "--no-progress").output  # fmt: skip
+    assert report.stat().st_mtime_ns == before and "fold 0 (" not in out  # nothing retrained
+    assert json.loads((run_dir / "summary.json").read_text())["accuracy"] == summary["accuracy"]
+    assert "--seeds" in run_cli("train", "--resume", "--run-dir", run_dir, "--folds", "all",
+                                expect=2).output  # fmt: skip
+    assert "add --folds" in run_cli("train", "--seeds", "0,1", expect=2).output
 
 
 @pytest.mark.slow

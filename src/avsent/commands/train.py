@@ -31,6 +31,11 @@ from avsent.errors import AvsentError
     metavar="all|K,K...",
     help="k-fold run (`data.split.method` speaker-kfold or loso): every fold, or the listed ones.",
 )
+@click.option(
+    "--seeds",
+    metavar="N,N...",
+    help="With `--folds`: the k-fold run once per seed into `RUN/seed-N/`, mean ± std over seeds.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars (e.g. in log files).")
 def train(
     recipe: str | None,
@@ -41,6 +46,7 @@ def train(
     resume: bool,
     epochs: int | None,
     folds: str | None,
+    seeds: str | None,
     no_progress: bool,
 ) -> None:
     """Train RECIPE (default `mavsa-di`) and report on the test split.
@@ -51,8 +57,11 @@ def train(
     from avsent.training import distributed  # torch: imported only when a command runs
     from avsent.training.checkpoint import CONFIG_FILE
     from avsent.training.trainer import train as run_training
-    from avsent.training.trainer import train_folds
+    from avsent.training.trainer import train_folds, train_seeds
 
+    if seeds is not None and folds is None:
+        raise click.UsageError("--seeds repeats a k-fold run: add --folds all (or a fold list)")
+    seed_list = _parse_seeds(seeds) if seeds is not None else None
     extra = {"train.epochs": epochs} if epochs else {}
     if resume:
         if run_dir is None:
@@ -64,6 +73,8 @@ def train(
             raise click.UsageError("--resume reads the run's own config; drop RECIPE/--config")
         if folds is None and any(run_dir.glob("fold-*")):
             raise click.UsageError("this is a k-fold run: resume it with --folds all")
+        if seeds is None and any(run_dir.glob("seed-*")):
+            raise click.UsageError("this is a multi-seed run: resume it with --folds all --seeds …")
         config = build_config(None, saved, data, overrides, extra)
     else:
         config = build_config(recipe, config_path, data, overrides, extra)
@@ -71,7 +82,19 @@ def train(
     try:
         run_dir = Path(distributed.broadcast_json(str(run_dir or _new_run_dir(config)), ctx))
         progress = not no_progress
-        if folds is None:
+        if ctx.is_main:
+            _print_dataset_notes(config)
+        if seed_list is not None:
+            train_seeds(
+                config,
+                run_dir=run_dir,
+                seeds=seed_list,
+                resume=resume,
+                folds=_parse_folds(folds),
+                console=console,
+                progress=progress,
+            )
+        elif folds is None:
             run_training(config, run_dir=run_dir, resume=resume, console=console, progress=progress)
         else:
             train_folds(
@@ -84,18 +107,30 @@ def train(
             )
     except KeyboardInterrupt:
         if ctx.is_main and run_dir is not None and (run_dir / CONFIG_FILE).is_file():
-            console.print(f"interrupted; continue with: {_resume_command(run_dir, folds)}",
+            console.print(f"interrupted; continue with: {_resume_command(run_dir, folds, seeds)}",
                           markup=False, highlight=False, soft_wrap=True)  # fmt: skip
         raise
     finally:
         distributed.shutdown(ctx)
 
 
-def _resume_command(run_dir: Path, folds: str | None) -> str:
+def _resume_command(run_dir: Path, folds: str | None, seeds: str | None = None) -> str:
     """The command that continues an interrupted run (its config.toml holds every setting)."""
     words = ["avsent", "train", "--resume", "--run-dir", str(run_dir)]
     words += ["--folds", folds] if folds else []
+    words += ["--seeds", seeds] if seeds else []
     return shlex.join(words)
+
+
+def _print_dataset_notes(config: Any) -> None:
+    """What the dataset left out on purpose, counted (e.g. RAVDESS calm), before training:
+    a corpus with fewer clips than its documentation says should not go unnoticed."""
+    from avsent.training.data import dataset_source
+
+    source = dataset_source(config)
+    source.clips()  # reads and checks the clips; a bad dataset fails here, listing why
+    for note in getattr(source, "notes", ()):
+        console.print(f"data: {note}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _new_run_dir(config: Any) -> Path:
@@ -106,6 +141,18 @@ def _new_run_dir(config: Any) -> Path:
         n += 1
         path = base.with_name(f"{base.name}-{n}")
     return path
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise click.BadParameter(
+            "expected distinct seeds (0, 1, ...) like `0,1,2`", param_hint="--seeds"
+        )
+    return seeds
 
 
 def _parse_folds(text: str) -> list[int] | None:

@@ -21,7 +21,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from avsent.config import atomic_write_bytes, atomic_write_text
-from avsent.training.metrics import HEADLINE, format_mean_std
+from avsent.training.metrics import (
+    HEADLINE,
+    SUMMARY_METRICS,
+    format_mean_std,
+    pooled_report,
+    summarize_folds,
+)
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -46,7 +52,13 @@ METRIC_COLUMNS = (
     "data_wait_share",
 )
 
-_TITLES = {"accuracy": "accuracy", "macro_recall": "macro recall", "macro_f1": "macro F1"}
+_TITLES = {
+    "accuracy": "accuracy",
+    "macro_recall": "macro recall",
+    "macro_f1": "macro F1",
+    "weighted_recall": "weighted recall",
+    "weighted_f1": "weighted F1",
+}
 
 
 def _pct(x: float) -> str:
@@ -78,16 +90,90 @@ def results_table(report: dict[str, Any], title: str | None = None) -> Table:
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
-    """k-fold headline figures as mean ± std (percent), one column per fold."""
+    """k-fold figures (percent): pooled over folds, mean ± std over folds, each fold."""
     fold_ids = summary.get("fold_ids", range(summary["folds"]))
-    table = Table("metric", "mean ± std", *[f"fold {k}" for k in fold_ids])
-    for metric in HEADLINE:
+    pooled = summary.get("pooled")
+    columns = ["metric", *(["pooled"] if pooled else []), "mean ± std"]
+    table = Table(*columns, *[f"fold {k}" for k in fold_ids])
+    for metric in (m for m in SUMMARY_METRICS if m in summary):
         entry = summary[metric]
-        table.add_row(_TITLES[metric], format_mean_std(entry), *map(_pct, entry["values"]))
+        first = [_pct(pooled[metric])] if pooled else []
+        table.add_row(_TITLES[metric], *first, format_mean_std(entry), *map(_pct, entry["values"]))
+    if pooled:
+        table.caption = f"pooled: {pooled['support']} test clips of {len(fold_ids)} folds"
     return table
 
 
+def seed_summary_table(summary: dict[str, Any]) -> Table:
+    """Pooled k-fold figures per seed and their mean ± std over seeds (percent)."""
+    seeds = summary["seeds"]
+    table = Table("metric", "mean ± std", *[f"seed {s}" for s in seeds])
+    for metric in (m for m in SUMMARY_METRICS if m in summary):
+        entry = summary[metric]
+        table.add_row(_TITLES[metric], format_mean_std(entry), *map(_pct, entry["values"]))
+    table.caption = "pooled over folds, then mean ± sample std over seeds"
+    return table
+
+
+# -- summaries ----------------------------------------------------------------------------
+
+
+def fold_summary(reports: Sequence[dict[str, Any]], fold_ids: Sequence[int]) -> dict[str, Any]:
+    """What a paper cites from a k-fold run: figures pooled over folds (the summed
+    confusion matrix), mean ± std over folds, which speakers each fold tested, and each
+    speaker's figures (from the folds' per-clip predictions)."""
+    per_fold, per_speaker = [], {}
+    for k, r in zip(fold_ids, reports, strict=True):
+        row = {m: r[m] for m in SUMMARY_METRICS if m in r}
+        per_fold.append({"fold": k, "test_speakers": r.get("test_speakers", []),
+                         "support": r["support"], **row})  # fmt: skip
+        for speaker, figures in r.get("per_speaker", {}).items():
+            per_speaker[speaker] = {"fold": k, **figures}
+    return {
+        **summarize_folds(reports),
+        "fold_ids": list(fold_ids),
+        "pooled": pooled_report(reports),
+        "per_fold": per_fold,
+        "per_speaker": dict(sorted(per_speaker.items())),
+    }
+
+
+def seed_summary(summaries: Sequence[dict[str, Any]], seeds: Sequence[int]) -> dict[str, Any]:
+    """Each seed's pooled k-fold figures, their mean ± sample std over seeds, the mean over
+    seeds of the per-fold mean and std, and each speaker's figures averaged over seeds."""
+    per_seed = [{"seed": s, **{m: x["pooled"][m] for m in SUMMARY_METRICS}}
+                for s, x in zip(seeds, summaries, strict=True)]  # fmt: skip
+    out: dict[str, Any] = {"seeds": list(seeds), "per_seed": per_seed}
+    out.update({k: v for k, v in summarize_folds(per_seed).items() if k != "folds"})
+    out["fold_mean"] = {m: float(np.mean([x[m]["mean"] for x in summaries])) for m in HEADLINE}
+    out["fold_std"] = {m: float(np.mean([x[m]["std"] for x in summaries])) for m in HEADLINE}
+    speakers = [x.get("per_speaker", {}) for x in summaries]
+    common = sorted(set.intersection(*(set(s) for s in speakers))) if speakers else []
+    out["per_speaker"] = {
+        spk: {m: float(np.mean([s[spk][m] for s in speakers])) for m in ("support", *HEADLINE)}
+        for spk in common
+    }
+    return out
+
+
 # -- markdown ---------------------------------------------------------------------------
+
+
+def class_tables(report: dict[str, Any]) -> list[str]:
+    """Markdown lines: per-class precision/recall/F1/support, then the confusion matrix."""
+    lines = ["", "## Per class", "", "| class | precision | recall | F1 | support |"]
+    lines += ["|---|---:|---:|---:|---:|"]
+    for name, row in report["per_class"].items():
+        lines.append(
+            f"| {name} | {_pct(row['precision'])} | {_pct(row['recall'])} | "
+            f"{_pct(row['f1'])} | {row['support']} |"
+        )
+    names = report["class_names"]
+    lines += ["", "## Confusion matrix (rows: true, columns: predicted)", ""]
+    lines += ["| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for name, row in zip(names, report["confusion"], strict=True):
+        lines.append(f"| **{name}** | " + " | ".join(map(str, row)) + " |")
+    return lines
 
 
 def markdown_report(report: dict[str, Any]) -> str:
@@ -100,18 +186,7 @@ def markdown_report(report: dict[str, Any]) -> str:
     lines += [*context, f"- clips: {report['support']}", ""]
     lines += ["| metric | % |", "|---|---:|"]
     lines += [f"| {_TITLES[m]} | {_pct(report[m])} |" for m in HEADLINE]
-    lines += ["", "## Per class", "", "| class | precision | recall | F1 | support |"]
-    lines += ["|---|---:|---:|---:|---:|"]
-    for name, row in report["per_class"].items():
-        lines.append(
-            f"| {name} | {_pct(row['precision'])} | {_pct(row['recall'])} | "
-            f"{_pct(row['f1'])} | {row['support']} |"
-        )
-    names = report["class_names"]
-    lines += ["", "## Confusion matrix (rows: true, columns: predicted)", ""]
-    lines += ["| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    for name, row in zip(names, report["confusion"], strict=True):
-        lines.append(f"| **{name}** | " + " | ".join(map(str, row)) + " |")
+    lines += class_tables(report)
     plots = [p for p in (CONFUSION_PNG, PER_CLASS_PNG, CURVES_PNG) if p in report.get("plots", [])]
     if plots:
         lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots]
@@ -124,17 +199,75 @@ def markdown_report(report: dict[str, Any]) -> str:
 
 def markdown_summary(summary: dict[str, Any]) -> str:
     folds = summary["folds"]
-    lines = [
-        f"# {folds}-fold results",
-        "",
-        "| metric | mean ± std (%) | per fold |",
-        "|---|---:|---|",
-    ]
-    for metric in HEADLINE:
+    pooled = summary.get("pooled")
+    about = " ".join(f"{k} {summary[k]}" for k in ("recipe", "dataset") if summary.get(k))
+    seed = f" (seed {summary['seed']})" if "seed" in summary else ""
+    lines = [f"# {folds}-fold results{': ' + about if about else ''}{seed}", ""]
+    if pooled:
+        lines += [
+            f"Pooled: all {pooled['support']} test clips of the {folds} folds scored together "
+            "(the summed confusion matrix). Mean ± sample std over the folds beside it.",
+            "",
+            "| metric | pooled (%) | mean ± std over folds (%) | per fold |",
+            "|---|---:|---:|---|",
+        ]
+    else:
+        lines += ["| metric | mean ± std (%) | per fold |", "|---|---:|---|"]
+    for metric in (m for m in SUMMARY_METRICS if m in summary):
         entry = summary[metric]
         per_fold = ", ".join(map(_pct, entry["values"]))
-        lines.append(f"| {_TITLES[metric]} | {format_mean_std(entry)} | {per_fold} |")
+        first = f"{_pct(pooled[metric])} | " if pooled else ""
+        lines.append(f"| {_TITLES[metric]} | {first}{format_mean_std(entry)} | {per_fold} |")
+    if pooled:
+        lines += [line.replace("## ", "## Pooled: ", 1) for line in class_tables(pooled)]
+        lines += ["", f"![confusion matrix]({CONFUSION_PNG}) ![per class]({PER_CLASS_PNG})"]
+    if summary.get("per_fold"):
+        lines += ["", "## Folds", "", "| fold | test speakers | clips | accuracy | macro F1 |"]
+        lines += ["|---:|---|---:|---:|---:|"]
+        for row in summary["per_fold"]:
+            speakers = ", ".join(row["test_speakers"]) or "—"
+            lines.append(f"| {row['fold']} | {speakers} | {row['support']} | "
+                         f"{_pct(row['accuracy'])} | {_pct(row['macro_f1'])} |")  # fmt: skip
+    lines += _speaker_lines(summary.get("per_speaker", {}), with_fold=True)
     return "\n".join(lines) + "\n"
+
+
+def markdown_seed_summary(summary: dict[str, Any]) -> str:
+    seeds = summary["seeds"]
+    lines = [
+        f"# {len(seeds)} seeds of a k-fold run: {summary.get('recipe', '')}",
+        "",
+        "Each seed's figures are pooled over its folds (`seed-N/summary.md`); here their "
+        "mean ± sample std over seeds.",
+        "",
+        "| metric | mean ± std over seeds (%) | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+        "|---|---:|" + "---:|" * len(seeds),
+    ]
+    for metric in (m for m in SUMMARY_METRICS if m in summary):
+        entry = summary[metric]
+        values = " | ".join(map(_pct, entry["values"]))
+        lines.append(f"| {_TITLES[metric]} | {format_mean_std(entry)} | {values} |")
+    lines += _speaker_lines(summary.get("per_speaker", {}), with_fold=False, over="seeds")
+    return "\n".join(lines) + "\n"
+
+
+def _speaker_lines(
+    rows: dict[str, dict[str, Any]], *, with_fold: bool, over: str = ""
+) -> list[str]:
+    if not rows:
+        return []
+    title = "## Per speaker" + (f" (mean over {over})" if over else "")
+    head = (
+        "| speaker | "
+        + ("fold | " if with_fold else "")
+        + "clips | accuracy | macro recall | macro F1 |"
+    )
+    lines = ["", title, "", head, "|---|" + ("---:|" if with_fold else "") + "---:|---:|---:|---:|"]
+    for speaker, row in rows.items():
+        fold = f"{row['fold']} | " if with_fold else ""
+        lines.append(f"| {speaker} | {fold}{row['support']:g} | {_pct(row['accuracy'])} | "
+                     f"{_pct(row['macro_recall'])} | {_pct(row['macro_f1'])} |")  # fmt: skip
+    return lines
 
 
 # -- plots ------------------------------------------------------------------------------
@@ -254,9 +387,23 @@ def write_report(out_dir: str | Path, report: dict[str, Any]) -> list[Path]:
 
 
 def write_summary(out_dir: str | Path, summary: dict[str, Any]) -> list[Path]:
+    """summary.json/.md of a k-fold run, and the pooled confusion matrix and per-class plots."""
     out = Path(out_dir)
+    written = [out / SUMMARY_JSON, out / SUMMARY_MD]
+    if summary.get("pooled"):
+        plot_confusion(summary["pooled"], out / CONFUSION_PNG)
+        plot_per_class(summary["pooled"], out / PER_CLASS_PNG)
+        written += [out / CONFUSION_PNG, out / PER_CLASS_PNG]
     atomic_write_text(out / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
     atomic_write_text(out / SUMMARY_MD, markdown_summary(summary))
+    return written
+
+
+def write_seed_summary(out_dir: str | Path, summary: dict[str, Any]) -> list[Path]:
+    """summary.json/.md over the seeds of a multi-seed k-fold run."""
+    out = Path(out_dir)
+    atomic_write_text(out / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / SUMMARY_MD, markdown_seed_summary(summary))
     return [out / SUMMARY_JSON, out / SUMMARY_MD]
 
 
