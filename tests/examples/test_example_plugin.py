@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -62,3 +63,14 @@ def test_shipped_recipe_runs_with_the_plugin_encoder_by_config(installed_plugin,
     assert logits.shape == (2, 3)
     torch.nn.functional.cross_entropy(logits, batch.targets).backward()
     assert model.audio_encoder.gru.weight_ih_l0.grad is not None
+
+
+def test_the_plugins_own_tests_pass_with_it_installed(installed_plugin: Path):
+    """Its tests/ use avsent.testing as any plugin author would: run them as they would."""
+    env = {**os.environ, "PYTHONPATH": str(installed_plugin), "PYTHONDONTWRITEBYTECODE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(PLUGIN_SRC / "tests")],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert re.search(r"\b2 (passed|xfailed)\b", out.stdout), out.stdout  # both ran
