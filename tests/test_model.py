@@ -61,3 +61,30 @@ def test_compiled_model_matches_eager():
         eager = model(data).logits
         compiled = torch.compile(model)(data).logits
     torch.testing.assert_close(compiled, eager, atol=1e-4, rtol=1e-4)
+
+
+def test_a_missing_modality_reaches_the_fusion_as_tokens_without_real_steps():
+    from avsent import Batch, compose
+
+    torch.manual_seed(0)
+    model = compose(
+        audio=("drsn", {"stem_channels": 4, "widths": [4, 8], "units_per_stage": 1}),
+        video=("i3dd", {"growth_rate": 4, "block_config": [1, 1], "num_init_features": 8}),
+        audio_intra="ima",
+        video_intra="ima",
+        fusion="cma",
+        inputs=INPUTS,
+    ).eval()
+    audio = torch.randn(2, INPUTS.audio_features, 30)
+    video = torch.rand(2, 3, INPUTS.video_frames, INPUTS.video_size, INPUTS.video_size)
+    masks = {
+        "audio_mask": torch.ones(2, 30, dtype=torch.bool),
+        "video_mask": torch.zeros(2, INPUTS.video_frames, dtype=torch.bool),  # dropped
+    }
+    with torch.no_grad():
+        without = model(Batch(audio=audio, audio_mask=masks["audio_mask"])).logits
+        dropped = model(Batch(audio=audio, video=video, **masks)).logits
+        present = {**masks, "video_mask": torch.ones_like(masks["video_mask"])}
+        both = model(Batch(audio=audio, video=video, **present)).logits
+    torch.testing.assert_close(without, dropped)  # absent ≡ all padding
+    assert not torch.allclose(without, both)  # and the video does count when present

@@ -114,6 +114,9 @@ class AVModel(nn.Module):
         self.head = head
         self.class_names = tuple(class_names)
         self.inputs = inputs
+        #: token widths the fusion receives (None: the model has no such branch)
+        self.audio_dim = _out_dim(audio_intra, audio_encoder)
+        self.video_dim = _out_dim(video_intra, video_encoder)
         self.register_buffer("audio_mean", torch.zeros(inputs.audio_features))
         self.register_buffer("audio_std", torch.ones(inputs.audio_features))
         self.geometry_proj = None
@@ -150,10 +153,26 @@ class AVModel(nn.Module):
         return self.video_intra(tokens)
 
     def forward(self, batch: Batch) -> ModelOutput:
-        audio = self.encode_audio(batch) if self.uses_audio else None
-        video = self.encode_video(batch) if self.uses_video else None
+        """Logits of the batch. A branch whose input the batch lacks (a file without a video
+        stream, ``evaluate --drop video``) reaches the fusion as tokens with no real step,
+        as a clip whose modality was dropped in training does; fusions treat both alike."""
+        audio = video = None
+        if self.uses_audio:
+            has = batch.audio is not None
+            audio = self.encode_audio(batch) if has else _absent(batch, self.audio_dim)
+        if self.uses_video:
+            has = batch.video is not None
+            video = self.encode_video(batch) if has else _absent(batch, self.video_dim)
         fused = self.fusion(audio, video)
         return ModelOutput(self.head(fused), fused)
+
+
+def _absent(batch: Batch, dim: int) -> Tokens:
+    """One padded token per clip: a modality with no real step."""
+    like = next(t for t in (batch.audio, batch.video, batch.targets) if t is not None)
+    size = like.shape[0]
+    x = torch.zeros(size, 1, dim, device=like.device)
+    return Tokens(x, torch.zeros(size, 1, dtype=torch.bool, device=like.device))
 
 
 def _resolve(kind: str, part: Part, **dims: Any) -> nn.Module | None:

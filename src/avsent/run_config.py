@@ -92,6 +92,9 @@ class AugmentConfig:
     time_stretch: float = attrs.field(default=0.0, validator=[v.ge(0.0), v.lt(1.0)])
     pitch_shift_bins: int = attrs.field(default=0, validator=v.ge(0))
     mixup_alpha: float = attrs.field(default=0.0, validator=v.ge(0.0))  #: 0 = no mixup
+    #: share of clips trained with one modality (audio or video, at random) removed, so an
+    #: audio-visual model learns each branch and can predict when one is missing
+    modality_dropout: float = attrs.field(default=0.0, validator=[v.ge(0.0), v.le(1.0)])
     video_flip: bool = True
     video_crop_jitter: int = attrs.field(default=2, validator=v.ge(0))  #: pixels
 
@@ -116,7 +119,7 @@ class AugmentConfig:
     @property
     def active(self) -> bool:
         """Whether :func:`augment_batch` changes anything (mixup is separate)."""
-        return self.audio_active or self.video_active
+        return self.audio_active or self.video_active or self.modality_dropout > 0
 
 
 @attrs.define

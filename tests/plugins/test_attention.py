@@ -201,3 +201,18 @@ def test_every_attention_parameter_gets_a_gradient(style):
     for module in (ima, cma, mult):
         missing = [n for n, p in module.named_parameters() if p.grad is None or not p.grad.any()]
         assert not missing
+
+
+def test_cma_fuses_a_clip_without_one_modality_from_the_other():
+    """A clip whose video has no real step (dropped, or a file without video) is fused
+    from its audio alone (audio attends over audio), and its neighbours are unaffected."""
+    fusion = CrossModalAttention(CMAConfig(d_model=8), audio_dim=6, video_dim=10).eval()
+    audio = _tokens(2, 5, 6, [5, 4], seed=4)
+    video = _tokens(2, 3, 10, [3, 0], seed=5)  # clip 1: no video
+    out = fusion(audio, video)
+    assert torch.isfinite(out).all()
+    a = audio.x[1, :4]
+    q, k, v = fusion.audio_qkv(a).chunk(3, dim=-1)
+    alone = (torch.softmax(q @ k.T / 8**0.5, dim=-1) @ v).mean(0)
+    torch.testing.assert_close(out[1], alone)
+    torch.testing.assert_close(out[0], _reference_cma(fusion, audio, video, 0))

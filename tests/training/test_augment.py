@@ -369,3 +369,27 @@ def test_another_layout_gets_the_augmentations_it_can_take(mfcc_frontend):
     assert torch.equal(touched, changed[:, None, :].expand_as(touched))
     with pytest.raises(ValueError, match="needs its FeatureSpec"):
         augment_batch(batch, only(time_masks=1), gen(), spec=SPEC)  # 32 rows ≠ 13
+
+
+def test_modality_dropout_removes_one_modality_of_some_clips():
+    torch.manual_seed(0)
+    n = 400
+    batch = Batch(
+        audio=torch.randn(n, N_MELS + CHROMA, 10),
+        audio_mask=torch.ones(n, 10, dtype=torch.bool),
+        video=torch.rand(n, 3, 4, 8, 8),
+        video_mask=torch.ones(n, 4, dtype=torch.bool),
+        targets=torch.zeros(n, dtype=torch.long),
+    )
+    out = augment(batch, only(modality_dropout=0.5), gen(2))
+    no_audio = ~out.audio_mask.any(1)
+    no_video = ~out.video_mask.any(1)
+    assert not (no_audio & no_video).any()  # never both
+    assert (out.audio_mask.all(1) | no_audio).all() and (out.video_mask.all(1) | no_video).all()
+    share = (no_audio | no_video).float().mean().item()
+    assert 0.4 < share < 0.6 and no_audio.any() and no_video.any()
+    assert torch.equal(out.audio, batch.audio)  # only masks change
+    audio_only = attrs.evolve(batch, video=None, video_mask=None)
+    assert torch.equal(
+        augment(audio_only, only(modality_dropout=1.0), gen()).audio_mask, batch.audio_mask
+    )  # one modality: nothing to drop

@@ -14,6 +14,7 @@
   so neither branch's content is lost — F_fusion holds audio values read by video queries
   and video values read by audio queries), per-modality maps (the branch widths differ),
   the width d_k (``d_model``) and the pooling (masked mean).
+  A clip without one modality (no real step) is fused from the other alone.
 * ``cma-mult`` — a variant: the MulT stack (Tsai et al. 2019), both directions, pre-LN
   residual blocks with FFNs, sinusoidal positions, pooled and concatenated.
 * ``concat`` — the "w/o CMA" ablation: masked means of the present modalities, concatenated.
@@ -173,9 +174,7 @@ class CrossModalAttention(nn.Module):
         mask = torch.cat([audio.mask, video.mask], dim=1)
         allowed = None
         if self.config.attend == "other":
-            is_video = torch.zeros(mask.shape[1], dtype=torch.bool, device=mask.device)
-            is_video[audio.x.shape[1] :] = True
-            allowed = (is_video[:, None] != is_video[None, :]).expand(mask.shape[0], -1, -1)
+            allowed = self._other_modality(audio, video)
         fused = scaled_dot_product(
             q,
             k,
@@ -186,6 +185,23 @@ class CrossModalAttention(nn.Module):
             allowed=allowed,
         )
         return masked_mean(fused, mask)
+
+    @staticmethod
+    def _other_modality(audio: Tokens, video: Tokens) -> torch.Tensor:
+        """[B, Ta+Tv, Ta+Tv]: each token may see the other modality's tokens; in a clip
+        that lacks one modality (no real step: dropped, or absent from the file) the
+        present one attends over itself, so F_fusion still holds its evidence."""
+        ta, tv = audio.x.shape[1], video.x.shape[1]
+        device = audio.mask.device
+        is_video = torch.cat(
+            [
+                torch.zeros(ta, dtype=torch.bool, device=device),
+                torch.ones(tv, dtype=torch.bool, device=device),
+            ]
+        )
+        cross = is_video[:, None] != is_video[None, :]  # [T, T]
+        both = audio.mask.any(1) & video.mask.any(1)  # [B]
+        return torch.where(both[:, None, None], cross, ~cross)
 
 
 class MulTFusion(nn.Module):

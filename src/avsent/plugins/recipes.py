@@ -49,8 +49,20 @@ MAVSA_DI_SMALL: dict[str, Any] = {
 
 #: The variant: the attention parts as a Transformer encoder layer and a MulT stack.
 PLUS: dict[str, Any] = {
-    "audio_intra": {"name": "ima", "style": "transformer", "d_model": 128, "heads": 4},
-    "video_intra": {"name": "ima", "style": "transformer", "d_model": 128, "heads": 4},
+    "audio_intra": {
+        "name": "ima",
+        "style": "transformer",
+        "d_model": 128,
+        "heads": 4,
+        "attn_dropout": 0.1,
+    },
+    "video_intra": {
+        "name": "ima",
+        "style": "transformer",
+        "d_model": 128,
+        "heads": 4,
+        "attn_dropout": 0.1,
+    },
     "fusion": {"name": "cma-mult", "d_model": 64, "heads": 4, "layers": 2},
 }
 

@@ -29,6 +29,10 @@ band the front-end does not have (a pitch shift on MFCCs) is refused by
 * ``video_flip`` / ``video_crop_jitter`` — horizontal flip (p = 0.5) and a random shift of
   up to n pixels with edges repeated. Landmark geometry is not flipped with the crops.
 * ``mixup_alpha`` — mixup (Zhang et al. 2018) via :func:`mixup` / :func:`mixup_loss`.
+* ``modality_dropout`` — that share of clips loses one modality (audio or video, half
+  each): its mask becomes all padding, so the fusion sees it as absent — the remedy
+  against one branch dominating (Neverova et al.'s ModDrop) that also trains the model to
+  predict from one modality (``avsent evaluate --drop``, files without a video stream).
 
 ``gain_db`` and ``noise_min_snr_db`` need a dB band. With ``data.speaker_norm`` the rows
 arrive in units of the speaker's standard deviation, where "3 dB" would be a shift of three
@@ -126,7 +130,31 @@ def augment_batch(
     video = batch.video
     if video is not None and cfg.video_active:
         video = _augment_video(video, cfg, generator)
-    return attrs.evolve(batch, audio=audio, audio_mask=audio_mask, video=video)
+    out = attrs.evolve(batch, audio=audio, audio_mask=audio_mask, video=video)
+    if cfg.modality_dropout > 0 and audio is not None and video is not None:
+        out = drop_modalities(out, cfg.modality_dropout, generator)
+    return out
+
+
+def drop_modalities(batch: Batch, share: float, generator: torch.Generator) -> Batch:
+    """``batch`` with one modality of about ``share`` of its clips masked out (never both)."""
+    n = batch.size
+    draw = torch.rand(n, generator=generator, device=generator.device).cpu()
+    which = torch.rand(n, generator=generator, device=generator.device).cpu() < 0.5
+    dropped = draw < share
+    audio_mask = batch.audio_mask
+    if audio_mask is None:
+        audio_mask = torch.ones(n, batch.audio.shape[2], dtype=torch.bool)
+    video_mask = batch.video_mask
+    if video_mask is None:
+        video_mask = torch.ones(n, batch.video.shape[2], dtype=torch.bool)
+    keep_audio = ~(dropped & which).to(audio_mask.device)
+    keep_video = ~(dropped & ~which).to(video_mask.device)
+    return attrs.evolve(
+        batch,
+        audio_mask=audio_mask & keep_audio[:, None],
+        video_mask=video_mask & keep_video[:, None],
+    )
 
 
 def mixup(
