@@ -9,6 +9,7 @@ from torch import nn
 
 from avsent.contracts import Tokens
 from avsent.hookspecs import hookimpl
+from avsent.layers.masks import zero_padding
 
 
 @attrs.define
@@ -38,7 +39,7 @@ class GRUAudio(nn.Module):
         )
         out, _ = self.gru(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[2])
-        return Tokens(out, mask)
+        return Tokens(zero_padding(out, mask), mask)  # an all-padding clip has no token
 
 
 @hookimpl
