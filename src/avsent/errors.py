@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -65,3 +66,18 @@ class TooManyFailuresError(AvsentError):
 
 class RunLockedError(AvsentError):
     """Another live process is running in the same run folder."""
+
+
+class CheckpointError(AvsentError):
+    """A run folder or checkpoint file is missing or unreadable."""
+
+
+class DatasetProblems(AvsentError):
+    """A dataset cannot be used; ``problems`` lists every reason, one line each."""
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        count = f"{len(self.problems)} problem" + ("s" if len(self.problems) != 1 else "")
+        super().__init__(f"dataset {source}: {count}\n{lines}")

@@ -14,21 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from avsent.contracts import Clip
-from avsent.errors import AvsentError
+from avsent.errors import DatasetProblems
 
 SPLIT_NAMES = ("train", "val", "test")
 MANIFEST_COLUMNS = ("path", "label", "speaker", "split")
-
-
-class DatasetProblems(AvsentError):
-    """A dataset cannot be used; ``problems`` lists every reason, one line each."""
-
-    def __init__(self, source: str, problems: Sequence[str]) -> None:
-        self.source = source
-        self.problems = list(problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        count = f"{len(self.problems)} problem" + ("s" if len(self.problems) != 1 else "")
-        super().__init__(f"dataset {source}: {count}\n{lines}")
 
 
 def find_problems(

@@ -25,7 +25,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from avsent.config import atomic_write_bytes, from_dict, to_dict
-from avsent.errors import AvsentError
+from avsent.errors import CheckpointError
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.safetensors"
@@ -36,10 +36,6 @@ FORMAT = 1
 _HEADER_KEY = "avsent"
 _MODEL = "model."
 _OPTIMIZER = "optimizer."
-
-
-class CheckpointError(AvsentError):
-    """A run folder or checkpoint file is missing or unreadable."""
 
 
 @attrs.frozen
