@@ -20,6 +20,13 @@ folds, and the mean ± std of each over the folds. Extracted features are cached
 ``benchmarks/output/`` (git-ignored), so re-runs take seconds.
 
     python benchmarks/emodb_peer.py [--emodb DIR] [--feature-set eGeMAPSv02,ComParE_2016]
+    python benchmarks/emodb_peer.py --corpus ravdess [--root DIR] --tuned
+
+RAVDESS (``--corpus ravdess``): the speech files as avsent's ``ravdess`` dataset reads
+them (7 classes, calm left out), 4 folds of 4 actors — the very groups of avsent's
+``speaker-kfold`` with ``data.split.folds=4`` and seed 0
+(:func:`avsent.data.splits.speaker_folds`); the tuned peer's inner search is
+leave-one-actor-out over the 12 training actors.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ from avsent.data.corpora import DEFAULT_MAPS, EMODB_EMOTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_EMODB = REPO.parent / "shared" / "data" / "speech" / "emodb"
+DEFAULT_RAVDESS = REPO.parent / "shared" / "data" / "speech" / "ravdess"
+RAVDESS_FOLDS = 4  #: 4 folds of 4 actors
 OUTPUT = Path(__file__).resolve().parent / "output"
 FEATURE_SETS = ("eGeMAPSv02", "ComParE_2016")
 
@@ -91,6 +100,47 @@ def loso_folds_emodb(files: Sequence[Path]) -> list[Fold]:
     return loso_folds_emodb_speakers([speaker_of(f) for f in files])
 
 
+@attrs.frozen
+class Corpus:
+    """Files (sorted), class index per file, speaker per file, class names, outer folds."""
+
+    files: list[Path]
+    labels: np.ndarray
+    speakers: list[str]
+    class_names: tuple[str, ...]
+    folds: list[Fold]
+
+
+def emodb_corpus(emodb_dir: Path) -> Corpus:
+    files = emodb_files(emodb_dir)
+    speakers = [speaker_of(f) for f in files]
+    labels = np.array([label_of(f) for f in files])
+    return Corpus(files, labels, speakers, CLASS_NAMES, loso_folds_emodb(files))
+
+
+def ravdess_corpus(root: Path, k: int = RAVDESS_FOLDS, seed: int = 0) -> Corpus:
+    """RAVDESS as avsent's dataset plugin reads it, in avsent's speaker-kfold groups."""
+    from avsent.config import from_dict
+    from avsent.data.splits import speaker_folds
+    from avsent.registry import get_registry
+
+    component = get_registry().get("dataset", "ravdess")
+    source = component.build(from_dict(component.config, {"root": str(root)}))
+    clips = sorted(source.clips(), key=lambda c: c.path)
+    names = tuple(source.class_names)
+    speakers = [c.speaker for c in clips]
+    folds = [
+        Fold(
+            speaker="+".join(group),
+            train=tuple(i for i, s in enumerate(speakers) if s not in group),
+            test=tuple(i for i, s in enumerate(speakers) if s in group),
+        )
+        for group in speaker_folds(clips, k, seed)
+    ]
+    labels = np.array([names.index(c.label) for c in clips])
+    return Corpus([c.path for c in clips], labels, speakers, names, folds)
+
+
 def extract_features(
     files: Sequence[Path], feature_set: str, cache_dir: Path = OUTPUT
 ) -> np.ndarray:
@@ -133,10 +183,12 @@ def standardise_per_speaker(features: np.ndarray, speakers: Sequence[str]) -> np
     return out
 
 
-def scores(y_true: Sequence[int], y_pred: Sequence[int]) -> dict[str, float]:
+def scores(
+    y_true: Sequence[int], y_pred: Sequence[int], n_classes: int = len(CLASS_NAMES)
+) -> dict[str, float]:
     from sklearn.metrics import accuracy_score, f1_score, recall_score
 
-    labels = list(range(len(CLASS_NAMES)))
+    labels = list(range(n_classes))
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_recall": float(
@@ -148,10 +200,14 @@ def scores(y_true: Sequence[int], y_pred: Sequence[int]) -> dict[str, float]:
     }
 
 
-def summarise(y_true: np.ndarray, y_pred: np.ndarray, folds: Sequence[Fold]) -> dict:
+def summarise(
+    y_true: np.ndarray, y_pred: np.ndarray, folds: Sequence[Fold], n_classes: int = len(CLASS_NAMES)
+) -> dict:
     """Pooled figures plus per-fold mean ± std (the shape the avsent side reports too)."""
-    per_fold = {f.speaker: scores(y_true[list(f.test)], y_pred[list(f.test)]) for f in folds}
-    result: dict = {"pooled": scores(y_true, y_pred), "per_fold": per_fold}
+    per_fold = {
+        f.speaker: scores(y_true[list(f.test)], y_pred[list(f.test)], n_classes) for f in folds
+    }
+    result: dict = {"pooled": scores(y_true, y_pred, n_classes), "per_fold": per_fold}
     for metric in ("accuracy", "macro_recall", "macro_f1"):
         values = np.array([v[metric] for v in per_fold.values()])
         result[f"fold_mean_{metric}"] = float(values.mean())
@@ -248,8 +304,10 @@ def peer_results(
     gamma: str | float = "scale",
     inner_grid: Sequence[float] | None = None,
     cache_dir: Path = OUTPUT,
+    corpus: Corpus | None = None,
 ) -> dict:
-    """The peer's figures on EmoDB, leave-one-speaker-out, 6 classes.
+    """The peer's figures on EmoDB (leave-one-speaker-out, 6 classes) or on ``corpus``
+    (e.g. :func:`ravdess_corpus`, on its own folds).
 
     ``inner_grid`` (e.g. :data:`C_GRID`) replaces the fixed ``C`` by a per-fold inner
     leave-one-speaker-out choice; the chosen values come back as ``"chosen_C"``.
@@ -259,10 +317,8 @@ def peer_results(
     "seconds"}``.
     """
     start = time.perf_counter()
-    files = emodb_files(emodb_dir)
-    folds = loso_folds_emodb(files)
-    labels = np.array([label_of(f) for f in files])
-    speakers = [speaker_of(f) for f in files]
+    corpus = corpus or emodb_corpus(emodb_dir)
+    files, folds, labels, speakers = corpus.files, corpus.folds, corpus.labels, corpus.speakers
     raw = extract_features(files, feature_set, cache_dir)
     features = standardise_per_speaker(raw, speakers)
     extra: dict = {}
@@ -281,7 +337,7 @@ def peer_results(
         **extra,
         "n_clips": len(files),
         "n_features": int(raw.shape[1]),
-        **summarise(labels, pred, folds),
+        **summarise(labels, pred, folds, len(corpus.class_names)),
         "seconds": time.perf_counter() - start,
     }
 
@@ -306,6 +362,8 @@ def format_result(r: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--emodb", type=Path, default=DEFAULT_EMODB)
+    parser.add_argument("--corpus", choices=("emodb", "ravdess"), default="emodb")
+    parser.add_argument("--root", type=Path, help="the corpus folder (RAVDESS: ../shared/…)")
     parser.add_argument("--feature-set", default=",".join(FEATURE_SETS))
     parser.add_argument("--tuned", action="store_true", help="also run the inner-LOSO tuned peer")
     parser.add_argument(
@@ -313,13 +371,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
+    if args.corpus == "ravdess":
+        corpus = ravdess_corpus(args.root or DEFAULT_RAVDESS)
+    else:
+        corpus = emodb_corpus(args.root or args.emodb)
+    print("folds:", "; ".join(f.speaker for f in corpus.folds))
     results = []
     for feature_set in args.feature_set.split(","):
-        r = peer_results(args.emodb, feature_set)
+        r = peer_results(args.emodb, feature_set, corpus=corpus)
         results.append(r)
         print(format_result(r))
         if args.tuned:
-            r = peer_results(args.emodb, feature_set, inner_grid=C_GRID)
+            r = peer_results(args.emodb, feature_set, inner_grid=C_GRID, corpus=corpus)
             results.append(r)
             print(format_result(r), "chosen C:", r["chosen_C"])
         if args.sweep:
