@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import avsent
+from avsent.data.normalise import InputStats, set_model_stats
 from avsent.errors import ConfigError
 from avsent.model import Batch, InputSpec, compose
 
@@ -28,7 +29,7 @@ def test_a_model_needs_one_modality():
 
 def test_audio_statistics_normalise_the_input_and_travel_in_the_state_dict():
     model = compose(audio=("drsn", {"widths": [8, 16]}), fusion="passthrough", inputs=INPUTS)
-    model.set_audio_stats(torch.full((12,), 3.0), torch.full((12,), 0.0))
+    set_model_stats(model, InputStats(torch.full((12,), 3.0), torch.full((12,), 0.0)))
     state = model.state_dict()
     assert torch.equal(state["audio_mean"], torch.full((12,), 3.0))
     assert state["audio_std"].min() > 0  # a zero std is clamped, never a division by 0

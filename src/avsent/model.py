@@ -5,8 +5,8 @@ audio features → audio encoder → intra-modal ┐
 face crops     → video encoder → intra-modal ┘
 (+ optional landmark geometry, projected and added to the video tokens)
 
-The model also owns the input normalisation statistics as buffers, so they travel with
-every checkpoint.
+The model holds the global input statistics as buffers, so they travel with every
+checkpoint; :mod:`avsent.data.normalise` computes, sets and applies them.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from torch import nn
 
 from avsent.config import NONE, Choice
 from avsent.contracts import FeatureSpec, Tokens
+from avsent.data.normalise import standardise, standardise_video
 from avsent.errors import ConfigError
 from avsent.registry import get_registry
 from avsent.run_config import MODEL_SLOTS
@@ -117,6 +118,7 @@ class AVModel(nn.Module):
         #: token widths the fusion receives (None: the model has no such branch)
         self.audio_dim = _out_dim(audio_intra, audio_encoder)
         self.video_dim = _out_dim(video_intra, video_encoder)
+        # global statistics (avsent.data.normalise.set_model_stats fills them)
         self.register_buffer("audio_mean", torch.zeros(inputs.audio_features))
         self.register_buffer("audio_std", torch.ones(inputs.audio_features))
         self.geometry_proj = None
@@ -133,20 +135,14 @@ class AVModel(nn.Module):
     def uses_video(self) -> bool:
         return self.video_encoder is not None
 
-    def set_audio_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Per-band normalisation statistics from the training set (stored with the model)."""
-        self.audio_mean.copy_(mean)
-        self.audio_std.copy_(std.clamp_min(1e-5))
-
     def encode_audio(self, batch: Batch) -> Tokens:
-        x = (batch.audio - self.audio_mean[:, None]) / self.audio_std[:, None]
+        x = standardise(batch.audio, self.audio_mean, self.audio_std, axis=1)
         return self.audio_intra(self.audio_encoder(x, batch.audio_mask))
 
     def encode_video(self, batch: Batch) -> Tokens:
-        x = (batch.video - 0.5) / 0.25
-        tokens = self.video_encoder(x, batch.video_mask)
+        tokens = self.video_encoder(standardise_video(batch.video), batch.video_mask)
         if self.geometry_proj is not None and batch.geometry is not None:
-            geometry = (batch.geometry - self.geometry_mean) / self.geometry_std
+            geometry = standardise(batch.geometry, self.geometry_mean, self.geometry_std, axis=2)
             g = self.geometry_proj(geometry).transpose(1, 2)  # [B, D, T]
             g = nn.functional.adaptive_avg_pool1d(g, tokens.x.shape[1]).transpose(1, 2)
             tokens = Tokens(tokens.x + g, tokens.mask)

@@ -1,4 +1,4 @@
-"""Dataset, collation into Batches, normalisation statistics, the DataLoader factory."""
+"""Dataset, collation into Batches, the DataLoader factory."""
 
 from __future__ import annotations
 
@@ -10,15 +10,8 @@ import torch
 
 from avsent.data.cache import FeatureCache
 from avsent.data.features import ClipFeatures
-from avsent.data.loader import (
-    CacheMissError,
-    ClipDataset,
-    Sample,
-    collate,
-    compute_audio_stats,
-    compute_geometry_stats,
-    make_loader,
-)
+from avsent.data.loader import ClipDataset, Sample, collate, make_loader
+from avsent.data.normalise import CacheMissError
 
 F, S, G = 5, 8, 3
 
@@ -107,24 +100,6 @@ def test_missing_entry_names_the_fix(tmp_path: Path) -> None:
         data[0]
 
 
-def test_stats_match_numpy_over_all_frames(dataset: ClipDataset) -> None:
-    mean, std = compute_audio_stats(dataset)
-    frames = np.concatenate([dataset.features(i).audio for i in range(3)], axis=1)
-    np.testing.assert_allclose(mean.numpy(), frames.mean(1), rtol=1e-5)
-    np.testing.assert_allclose(std.numpy(), frames.std(1), rtol=1e-4)
-    assert mean.shape == (F,) and mean.dtype == torch.float32
-    g_mean, g_std = compute_geometry_stats(dataset)
-    assert g_mean.shape == (G,)
-    np.testing.assert_allclose(g_mean.numpy(), 1.0)  # values 0, 1, 2 over 4 frames each
-    np.testing.assert_allclose(g_std.numpy(), np.sqrt(2 / 3), rtol=1e-5)
-
-
-def test_geometry_stats_none_without_landmarks(tmp_path: Path) -> None:
-    cache = FeatureCache(tmp_path)
-    cache.put("fp/a", ClipFeatures(audio=np.ones((F, 3), np.float32)))
-    assert compute_geometry_stats(ClipDataset([("fp/a", 0)], cache, train=True)) is None
-
-
 def test_loader_yields_batches_reproducibly(dataset: ClipDataset) -> None:
     def orders() -> list[list[int]]:
         loader = make_loader(dataset, batch_size=2, shuffle=True, workers=0, seed=3)
@@ -150,23 +125,3 @@ def test_loader_pins_batches_for_a_gpu(dataset: ClipDataset) -> None:
     loader = make_loader(dataset, batch_size=2, shuffle=False, workers=0, device="cuda")
     batch = next(iter(loader))
     assert batch.audio.is_pinned() and batch.video.is_pinned() and batch.targets.is_pinned()
-
-
-def test_speaker_norms_standardise_each_speakers_clips(tmp_path):
-    from avsent.data.loader import speaker_audio_norms
-
-    cache = FeatureCache(tmp_path)
-    rng = np.random.default_rng(0)
-    keys, speakers = [], []
-    for i, (speaker, offset) in enumerate([("a", 5.0), ("a", 5.0), ("b", -3.0)]):
-        key = f"fp/{i:064x}"
-        cache.put(key, ClipFeatures(audio=(rng.normal(size=(4, 30)) + offset).astype(np.float32)))
-        keys.append(key)
-        speakers.append(speaker)
-    norms = speaker_audio_norms(cache, keys, speakers)
-    assert norms[0] is norms[1] and not np.allclose(norms[0][0], norms[2][0])
-    dataset = ClipDataset([(k, 0) for k in keys], cache, train=False, audio_norms=norms)
-    joined = np.concatenate([dataset.features(i).audio for i in (0, 1)], axis=1)
-    np.testing.assert_allclose(joined.mean(axis=1), 0.0, atol=1e-5)
-    np.testing.assert_allclose(joined.std(axis=1), 1.0, atol=1e-4)
-    np.testing.assert_allclose(dataset.features(2).audio.mean(axis=1), 0.0, atol=1e-5)

@@ -19,7 +19,7 @@ import attrs
 from rich.console import Console
 
 from avsent.config import atomic_write_text, dump_toml, to_dict
-from avsent.data.loader import set_input_stats
+from avsent.data.normalise import set_input_stats
 from avsent.data.splits import n_folds
 from avsent.errors import AvsentError, ConfigError
 from avsent.model import build_model, inputs_for

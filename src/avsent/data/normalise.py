@@ -1,0 +1,227 @@
+"""The one place that knows how model inputs are standardised, and with what statistics.
+
+Audio features pass through up to three standardisations, in this order:
+
+* **per utterance** — the front-end's own option (mel-chroma ``per_utterance_norm``),
+  applied at extraction, so the cache already holds standardised rows (:func:`audio_modes`
+  reports it from the front-end's :class:`~avsent.contracts.FeatureSpec`);
+* **per speaker** (``data.speaker_norm``) — each clip with its speaker's statistics over all
+  of that speaker's clips (:func:`speaker_statistics`, applied per item by
+  :func:`apply_speaker`);
+* **global** (always) — per-band mean and std of the training clips (after the per-speaker
+  step). These are stored in the model's buffers so they travel with the checkpoint;
+  :func:`set_model_stats` fills them and :func:`standardise` applies them in the forward
+  pass, after augmentation, which works in the cache's units (dB).
+
+Video crops are uint8 in the cache; batches carry them in [0, 1] (:func:`video_to_unit`,
+what augmentation expects) and the model standardises them with fixed constants
+(:func:`standardise_video`). Landmark geometry is standardised globally like audio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+import attrs
+import numpy as np
+import torch
+
+from avsent.config import NONE
+from avsent.data.cache import FeatureCache
+from avsent.data.features import ClipFeatures
+from avsent.errors import AvsentError, ConfigError
+
+#: uint8 pixel → [0, 1]
+VIDEO_SCALE = 255.0
+#: fixed standardisation of [0, 1] face crops (no statistics: crops are already aligned)
+VIDEO_MEAN, VIDEO_STD = 0.5, 0.25
+#: smallest standard deviation divided by: a constant band must not become inf
+MIN_STD = 1e-5
+
+AudioNorm = tuple[np.ndarray, np.ndarray]  #: mean [F], std [F]
+
+
+class CacheMissError(AvsentError):
+    """A clip's features are not in the cache (run ``avsent preprocess`` first)."""
+
+
+class FeatureSource(Protocol):
+    """What statistics are fitted over: clip features by index (a ``ClipDataset``)."""
+
+    def __len__(self) -> int: ...
+
+    def features(self, index: int) -> ClipFeatures: ...
+
+
+@attrs.frozen
+class InputStats:
+    """Global statistics of the training clips, as the model's buffers hold them."""
+
+    audio_mean: torch.Tensor | None = None  #: [F]
+    audio_std: torch.Tensor | None = None
+    geometry_mean: torch.Tensor | None = None  #: [G]
+    geometry_std: torch.Tensor | None = None
+
+
+def audio_modes(config: Any) -> tuple[str, ...]:
+    """The standardisations audio goes through under ``config``, in order (for reports)."""
+    from avsent.model import audio_feature_spec
+
+    if config.audio.name == NONE:
+        return ()
+    modes = []
+    if not any(band.db for band in audio_feature_spec(config).bands):
+        modes.append("per-utterance")  # a front-end that standardises keeps no dB band
+    if config.data.speaker_norm:
+        modes.append("per-speaker")
+    return (*modes, "global")
+
+
+# -- applying -----------------------------------------------------------------------------
+
+
+def standardise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, axis: int) -> torch.Tensor:
+    """(x − mean) / std with the [D] statistics broadcast along ``axis`` of ``x``."""
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    return (x - mean.view(shape)) / std.view(shape)
+
+
+def video_to_unit(video: torch.Tensor) -> torch.Tensor:
+    """uint8 crops [B, T, S, S, C] → float [B, C, T, S, S] in [0, 1] (the batch layout)."""
+    return video.permute(0, 4, 1, 2, 3).contiguous().float().div_(VIDEO_SCALE)
+
+
+def standardise_video(video: torch.Tensor) -> torch.Tensor:
+    """[0, 1] crops → the encoder's input scale."""
+    return (video - VIDEO_MEAN) / VIDEO_STD
+
+
+def apply_speaker(features: ClipFeatures, norm: AudioNorm) -> ClipFeatures:
+    """``features`` with audio standardised by its speaker's statistics."""
+    if features.audio is None:
+        return features
+    mean, std = norm
+    audio = (features.audio - mean[:, None]) / std[:, None]
+    return attrs.evolve(features, audio=audio.astype(np.float32))
+
+
+def set_model_stats(model: Any, stats: InputStats) -> None:
+    """Write ``stats`` into the model's buffers (std clamped), so the checkpoint keeps them."""
+    with torch.no_grad():
+        if stats.audio_mean is not None and model.uses_audio:
+            model.audio_mean.copy_(stats.audio_mean)
+            model.audio_std.copy_(stats.audio_std.clamp_min(MIN_STD))
+        if stats.geometry_mean is not None and getattr(model, "geometry_proj", None) is not None:
+            model.geometry_mean.copy_(stats.geometry_mean)
+            model.geometry_std.copy_(stats.geometry_std.clamp_min(MIN_STD))
+
+
+def set_input_stats(model: Any, source: FeatureSource) -> None:
+    """Fit the global statistics on (training) ``source`` and store them in ``model``."""
+    set_model_stats(model, fit_input_stats(source, audio=model.uses_audio))
+
+
+# -- statistics ---------------------------------------------------------------------------
+
+
+class _Moments:
+    """Running float64 sums for a per-feature mean and std over time steps."""
+
+    def __init__(self, axis: int) -> None:
+        self.axis = axis
+        self.total: np.ndarray | None = None
+        self.total_sq: np.ndarray | None = None
+        self.count = 0
+
+    def add(self, a: np.ndarray | None) -> None:
+        if a is None:
+            return
+        a = np.moveaxis(a.astype(np.float64), self.axis, 0).reshape(a.shape[self.axis], -1)
+        s, sq = a.sum(axis=1), np.square(a).sum(axis=1)
+        self.total = s if self.total is None else self.total + s
+        self.total_sq = sq if self.total_sq is None else self.total_sq + sq
+        self.count += a.shape[1]
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self.total is None or self.count == 0:
+            return None
+        mean = self.total / self.count
+        std = np.sqrt(np.maximum(self.total_sq / self.count - mean**2, 0.0))
+        return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
+
+
+def fit_input_stats(source: FeatureSource, *, audio: bool = True) -> InputStats:
+    """Global audio and geometry statistics of ``source``'s whole clips, in one pass.
+
+    The audio is what the model receives (per-speaker standardised when ``source`` is),
+    so the global step comes out near zero mean and unit std in that mode.
+    """
+    audio_m, geometry_m = _Moments(axis=0), _Moments(axis=1)
+    for i in range(len(source)):
+        features = source.features(i)
+        if audio:
+            audio_m.add(features.audio)
+        geometry_m.add(features.geometry)
+    audio_stats = audio_m.result() if audio else None
+    if audio and audio_stats is None:
+        raise ValueError("the dataset has no audio features to compute statistics from")
+    geometry_stats = geometry_m.result()
+    return InputStats(*(audio_stats or (None, None)), *(geometry_stats or (None, None)))
+
+
+def speaker_statistics(
+    cache: FeatureCache, keys: Sequence[str], speakers: Sequence[str]
+) -> list[AudioNorm]:
+    """Per-band mean and std of each speaker's clips, one entry per key.
+
+    The per-speaker standardisation of speech-emotion work: it takes out what is constant
+    in a voice and a microphone. It uses no labels, only every clip of the speaker.
+    """
+    by_speaker: dict[str, list[str]] = {}
+    for key, speaker in zip(keys, speakers, strict=True):
+        by_speaker.setdefault(speaker, []).append(key)
+    norms = {}
+    for speaker, speaker_keys in by_speaker.items():
+        moments = _Moments(axis=0)
+        for key in speaker_keys:
+            moments.add(read_features(cache, key).audio)
+        stats = moments.result()
+        if stats is None:
+            raise ValueError(f"speaker {speaker!r} has no audio features")
+        mean, std = (t.numpy() for t in stats)
+        norms[speaker] = (mean, np.maximum(std, MIN_STD))
+    return [norms[s] for s in speakers]
+
+
+def speaker_norms_for(
+    config: Any, cache: FeatureCache, clips: Iterable[Any], keys: dict[str, str]
+) -> dict[str, AudioNorm] | None:
+    """{clip path: its speaker's statistics} when ``data.speaker_norm`` asks for them.
+
+    ``keys`` maps each usable clip's path (str) to its cache key; the statistics pool every
+    clip given, so pass all of a speaker's clips, as training does.
+    """
+    if not config.data.speaker_norm or config.audio.name == NONE:
+        return None
+    clips = list(clips)
+    nameless = [c.path for c in clips if not c.speaker]
+    if nameless:
+        raise ConfigError(
+            "data.speaker_norm", f"needs a speaker for every clip; {nameless[0]} has none"
+        )
+    paths = [str(c.path) for c in clips]
+    found = speaker_statistics(cache, [keys[p] for p in paths], [c.speaker for c in clips])
+    return dict(zip(paths, found, strict=True))
+
+
+def read_features(cache: FeatureCache, key: str) -> ClipFeatures:
+    """The cached features of ``key``; a clear error when they are missing or damaged."""
+    features = cache.get(key)
+    if features is None:
+        raise CacheMissError(
+            f"features {key} are missing or damaged in {cache.root}; "
+            "run `avsent preprocess` to compute them"
+        )
+    return features
