@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import numpy as np
 import pytest
 import soundfile
 import torch
 
 from avsent.config import Choice
-from avsent.data.features import FeatureExtractor
+from avsent.data.features import ClipFeatures, FeatureExtractor
 from avsent.data.loader import Sample, collate
+from avsent.data.normalise import InputStats, set_model_stats
 from avsent.errors import ConfigError
 from avsent.labels import EMOTIONS
 from avsent.model import build_model, inputs_for
@@ -38,7 +40,7 @@ def pipeline() -> Pipeline:
     torch.manual_seed(0)
     config = _audio_config()
     model = build_model(config, inputs_for(config), EMOTIONS)
-    model.set_audio_stats(torch.full((140,), -30.0), torch.full((140,), 20.0))
+    set_model_stats(model, InputStats(torch.full((140,), -30.0), torch.full((140,), 20.0)))
     return Pipeline(model.train(), config)  # the pipeline must switch it to eval itself
 
 
@@ -66,6 +68,27 @@ def test_predict_matches_the_model_on_the_same_features(pipeline: Pipeline, tmp_
     expected = torch.softmax(logits, -1)[0]
     got = torch.tensor(list(pipeline.predict(clip).values()))
     torch.testing.assert_close(got, expected)
+
+
+def test_a_long_file_is_the_mean_of_its_windows(pipeline: Pipeline, tmp_path) -> None:
+    clip = _tone(tmp_path / "tone.wav", 440.0)  # 1 s: 44 frames, five windows of 16
+    config = attrs.evolve(
+        pipeline.config, train=attrs.evolve(pipeline.config.train, max_audio_frames=16)
+    )
+    windowed = Pipeline(pipeline.model, config)
+    audio = FeatureExtractor(config).extract(clip).audio
+    assert audio.shape[1] == 44
+    with torch.no_grad():
+        logits = [
+            pipeline.model(
+                collate([Sample(ClipFeatures(audio=audio[:, s : s + 16]), None)])
+            ).logits[0]
+            for s in (0, 8, 16, 24, 28)
+        ]
+    expected = torch.softmax(torch.stack(logits).mean(0), -1)
+    got = torch.tensor(list(windowed.predict(clip).values()))
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(got, torch.tensor(list(pipeline.predict(clip).values())))
 
 
 def test_predict_many_keeps_going_past_a_bad_file(pipeline: Pipeline, tmp_path) -> None:

@@ -16,6 +16,8 @@ import torch
 
 from avsent.data.features import ClipFeatures, FeatureExtractor, uses_audio, uses_video
 from avsent.data.loader import Sample, collate
+from avsent.data.normalise import audio_modes
+from avsent.data.windows import crop_frames, windowed_logits
 from avsent.errors import AvsentError, ConfigError
 from avsent.model import AVModel
 
@@ -37,7 +39,12 @@ class Prediction:
 
 
 class Pipeline:
-    """Extracts features in-process (no cache) and runs the model in eval mode."""
+    """Extracts features in-process (no cache) and runs the model in eval mode.
+
+    Batches, normalisation and long-clip windows are evaluation's own (``collate``,
+    :mod:`avsent.data.normalise`, :mod:`avsent.data.windows`), so a file scores as it
+    would from the cache.
+    """
 
     def __init__(self, model: AVModel, config: Any) -> None:
         if model.uses_audio != uses_audio(config) or model.uses_video != uses_video(config):
@@ -45,7 +52,7 @@ class Pipeline:
                 "audio" if model.uses_audio != uses_audio(config) else "video",
                 "the config's modalities do not match the model's encoders",
             )
-        if config.data.speaker_norm and model.uses_audio:
+        if "per-speaker" in audio_modes(config):
             raise ConfigError(
                 "data.speaker_norm",
                 "this model was trained on per-speaker standardised audio, which single files "
@@ -53,6 +60,7 @@ class Pipeline:
             )
         self.model = model.eval()
         self.config = config
+        self.window = crop_frames(config)
         self._extractor: FeatureExtractor | None = None
 
     @classmethod
@@ -86,10 +94,12 @@ class Pipeline:
 
     @torch.no_grad()
     def _classify(self, features: Sequence[ClipFeatures]) -> list[dict[str, float]]:
-        """One forward pass over a batch of clips (padded with masks, as in evaluation)."""
+        """One forward pass over a batch of clips (padded with masks, as in evaluation; a
+        long clip scored by windows)."""
         batch = collate([Sample(f, None) for f in features]).to(self.device)
         self.model.eval()
-        probs = torch.softmax(self.model(batch).logits.float(), dim=-1).cpu()
+        logits = windowed_logits(self.model, batch, self.window)
+        probs = torch.softmax(logits.float(), dim=-1).cpu()
         names = self.model.class_names
         return [{n: float(p) for n, p in zip(names, row, strict=True)} for row in probs]
 

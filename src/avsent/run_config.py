@@ -72,6 +72,9 @@ class DataConfig:
     speaker_norm: bool = False
     #: preprocessing stops (listing the clips) when more than this share of the clips fail
     max_failed_fraction: float = attrs.field(default=0.5, validator=[v.ge(0.0), v.le(1.0)])
+    #: byte-identical clips (same content hash) under different names: "group" keeps each
+    #: set in one split part and reports them; "refuse" stops the run listing them
+    duplicates: Literal["group", "refuse"] = "group"
 
 
 @attrs.define
@@ -122,6 +125,11 @@ class AugmentConfig:
         return self.audio_active or self.video_active or self.modality_dropout > 0
 
 
+def _frames(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValueError(f'must be "auto" or a number of frames >= 0, got {value!r}', attribute)
+
+
 @attrs.define
 class TrainConfig:
     epochs: int = attrs.field(default=30, validator=v.ge(1))
@@ -135,7 +143,10 @@ class TrainConfig:
     class_weighting: bool = True
     label_smoothing: float = attrs.field(default=0.0, validator=[v.ge(0.0), v.lt(1.0)])
     grad_clip: float = attrs.field(default=0.0, validator=v.ge(0.0))  #: max grad norm; 0 = off
-    max_audio_frames: int | None = None  #: random training crop of long clips (None = whole)
+    #: random training crop of longer clips, in audio frames, and the window long clips are
+    #: scored by in evaluation and prediction; "auto" = 10 s at the front-end's frame rate
+    #: (avsent.data.windows; the paper is silent); 0 = whole clips (memory grows with length)
+    max_audio_frames: int | Literal["auto"] = attrs.field(default="auto", validator=_frames)
     loader_workers: int = attrs.field(default=0, validator=v.ge(0))  #: DataLoader processes
     amp: bool = False  #: mixed precision (autocast); see amp_dtype
     amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"  #: float16 (+ grad scaling) needs CUDA

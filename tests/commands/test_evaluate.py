@@ -6,10 +6,13 @@ import json
 import os
 from pathlib import Path
 
+import attrs
 import pytest
+import torch
 from command_helpers import run_cli
 
-from avsent.errors import AvsentError
+from avsent.errors import AvsentError, ConfigError
+from avsent.training.evaluation import evaluate_run
 
 
 def test_evaluate_reproduces_the_training_report(trained_run: Path) -> None:
@@ -63,3 +66,12 @@ def test_evaluate_rejects_labels_the_model_does_not_know(trained_run: Path, tmp_
 def test_evaluate_needs_a_run(tmp_path: Path) -> None:
     with pytest.raises(AssertionError, match="exit 1"):
         run_cli("evaluate", tmp_path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_evaluate_honours_train_device(trained_run: Path) -> None:
+    def on_cuda(config):
+        return attrs.evolve(config, train=attrs.evolve(config.train, device="cuda"))
+
+    with pytest.raises(ConfigError, match="train.device"):
+        evaluate_run(trained_run, reconfigure=on_cuda, progress=False)

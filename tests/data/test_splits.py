@@ -138,3 +138,33 @@ def test_unreadable_split_file_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(SplitError, match="not a readable split file"):
         Split.load(path)
+
+
+def test_copies_join_the_part_of_the_clip_they_copy() -> None:
+    clips = corpus(speakers=5, per_label=4)
+    groups = [[0, 7, 33], [2, 50]]
+    split = make_split(clips, SplitConfig(method="random"), seed=0, groups=groups)
+    assert_partition(split, len(clips))
+    where = {i: name for name in ("train", "val", "test") for i in getattr(split, name)}
+    for group in groups:
+        assert len({where[i] for i in group}) == 1
+    assert split.clips == tuple(clips) and "3 byte-identical copies" in split.notes[-1]
+
+
+def test_no_copies_split_exactly_as_before() -> None:
+    clips = corpus(speakers=5, per_label=4)
+    config = SplitConfig(method="speaker-kfold", folds=3, fold=1)
+    assert make_split(clips, config, seed=2, groups=[]) == make_split(clips, config, seed=2)
+
+
+def test_duplicates_are_found_by_content_and_named() -> None:
+    from avsent.data.splits import describe_duplicates, duplicate_groups
+
+    clips = corpus(speakers=1, per_label=2)  # 6 clips
+    content = {0: "x", 1: "y", 2: "x", 3: "z", 4: "x", 5: "y"}
+    by_path = {c.path: content[i] for i, c in enumerate(clips)}
+    groups = duplicate_groups(clips, by_path.__getitem__)
+    assert groups == [[0, 2, 4], [1, 5]]
+    message = describe_duplicates(clips, groups)
+    assert message.startswith("3 clips are byte-identical copies of another: ")
+    assert f"{clips[2].path} = {clips[0].path}" in message

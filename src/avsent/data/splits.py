@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,8 +148,57 @@ def n_folds(clips: Sequence[Clip], config: SplitConfig) -> int:
     return 1
 
 
-def make_split(clips: Sequence[Clip], config: SplitConfig, seed: int = 0) -> Split:
-    """Split ``clips`` by ``config.method``; ``config.fold`` picks the fold of k-fold / LOSO."""
+def duplicate_groups(clips: Sequence[Clip], content_hash: Callable[[Path], str]) -> list[list[int]]:
+    """Indices of clips with the same bytes (``content_hash``, e.g. the feature cache's),
+    each group in clip order; clips that cannot be read are left to preprocessing to report."""
+    by_hash: dict[str, list[int]] = defaultdict(list)
+    for i, clip in enumerate(clips):
+        try:
+            by_hash[content_hash(clip.path)].append(i)
+        except OSError:
+            continue
+    return [group for group in by_hash.values() if len(group) > 1]
+
+
+def describe_duplicates(clips: Sequence[Clip], groups: Sequence[Sequence[int]]) -> str:
+    """One line naming every copy and the clip it copies."""
+    copies = [(clips[i].path, clips[g[0]].path) for g in groups for i in g[1:]]
+    listed = "; ".join(f"{copy} = {original}" for copy, original in copies)
+    verb = (
+        "clip is a byte-identical copy" if len(copies) == 1 else "clips are byte-identical copies"
+    )
+    return f"{len(copies)} {verb} of another: {listed}"
+
+
+def make_split(
+    clips: Sequence[Clip],
+    config: SplitConfig,
+    seed: int = 0,
+    *,
+    groups: Sequence[Sequence[int]] = (),
+) -> Split:
+    """Split ``clips`` by ``config.method``; ``config.fold`` picks the fold of k-fold / LOSO.
+
+    ``groups`` (from :func:`duplicate_groups`) are clips with the same content: only the first
+    of each is split, and its copies join its part, so no copy leaks across parts. Without
+    groups the split is exactly what it was before groups existed.
+    """
+    clips = tuple(clips)
+    if not groups:
+        return _make_split(clips, config, seed)
+    original = {i: group[0] for group in groups for i in group[1:]}
+    kept = [i for i in range(len(clips)) if i not in original]
+    inner = _make_split([clips[i] for i in kept], config, seed)
+    part_of = {kept[j]: name for name in PARTS for j in getattr(inner, name)}
+    for copy, first in original.items():
+        if first in part_of:
+            part_of[copy] = part_of[first]
+    parts = {name: sorted(i for i, p in part_of.items() if p == name) for name in PARTS}
+    note = f"{len(original)} byte-identical copies kept in the part of the clip they copy"
+    return attrs.evolve(inner, **parts, clips=clips, notes=(*inner.notes, note))
+
+
+def _make_split(clips: Sequence[Clip], config: SplitConfig, seed: int) -> Split:
     clips = tuple(clips)
     if not clips:
         raise SplitError("no clips to split")

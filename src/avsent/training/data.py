@@ -1,7 +1,12 @@
 """A run's data: dataset plugin → clips → split → feature cache → datasets.
 
-Preprocessing runs once (on rank 0 under ``torchrun``; the others receive its result), so
-clips that cannot be used are reported once and left out of every split part.
+The one builder of run data: training (:func:`prepare_data`) and ``avsent evaluate``
+(:func:`~avsent.training.evaluation.evaluate_run`) both go through :func:`build_run_data`,
+which preprocesses, pools per-speaker statistics and makes the datasets (training crop
+included); ``avsent predict`` shares its batches and normalisation (``collate``,
+:mod:`avsent.data.normalise`, :mod:`avsent.data.windows`). Clips are keyed by their cache
+key throughout. Preprocessing runs once (on rank 0 under ``torchrun``; the others receive
+its result), so clips that cannot be used are reported once and left out of every part.
 """
 
 from __future__ import annotations
@@ -13,14 +18,15 @@ import attrs
 import numpy as np
 from rich.console import Console
 
-from avsent.config import NONE
 from avsent.contracts import Clip, DatasetSource
 from avsent.data.cache import FeatureCache
-from avsent.data.loader import AudioNorm, ClipDataset, speaker_audio_norms
+from avsent.data.loader import ClipDataset
 from avsent.data.manifest import validate_clips
+from avsent.data.normalise import audio_modes, speaker_norms_for
 from avsent.data.preprocess import preprocess
-from avsent.data.splits import Split, make_split
-from avsent.errors import AvsentError, ConfigError
+from avsent.data.splits import Split, describe_duplicates, duplicate_groups, make_split
+from avsent.data.windows import crop_frames
+from avsent.errors import AvsentError
 from avsent.registry import get_registry
 from avsent.training import distributed
 from avsent.training.distributed import DistContext
@@ -30,17 +36,18 @@ PARTS = ("train", "val", "test")
 
 
 class DataError(AvsentError):
-    """The data does not fit the run: no usable training clip, or a changed clip list."""
+    """The data does not fit the run: no usable training clip, a changed clip list, or
+    byte-identical copies with ``data.duplicates = "refuse"``."""
 
 
 @attrs.define
 class RunData:
-    """Everything the trainer and the final evaluation read."""
+    """Everything the trainer, the final evaluation and ``avsent evaluate`` read."""
 
     class_names: tuple[str, ...]
     clips: list[Clip]
-    split: Split
-    datasets: dict[str, ClipDataset]  #: "train" / "val" / "test"; parts may be empty
+    split: Split | None  #: None when evaluating clips chosen without one (``--split all``)
+    datasets: dict[str, ClipDataset]  #: e.g. "train" / "val" / "test"; parts may be empty
     labels: dict[str, np.ndarray]  #: class index per sample of each part
     failed: list[tuple[str, str]]  #: (path, problem) of clips left out
 
@@ -79,20 +86,82 @@ def cache_keys(
     return result["keys"], [tuple(f) for f in result["failed"]]
 
 
-def speaker_norms(
-    config: Any, cache: FeatureCache, clips: list[Clip], keys: dict[str, str]
-) -> dict[str, AudioNorm] | None:
-    """{path: that clip's speaker's audio statistics} when ``data.speaker_norm`` asks for it."""
-    if not config.data.speaker_norm or config.audio.name == NONE:
-        return None
-    nameless = [c.path for c in clips if not c.speaker]
-    if nameless:
-        raise ConfigError(
-            "data.speaker_norm", f"needs a speaker for every clip; {nameless[0]} has none"
+def split_clips(
+    clips: list[Clip], config: Any, ctx: DistContext, console: Console | None = None
+) -> Split:
+    """``data.split`` of ``clips``, with byte-identical copies kept in one part (or refused,
+    by ``data.duplicates``); the copies are found by the feature cache's content hashes."""
+    groups = None
+    if ctx.is_main:
+        cache = FeatureCache(config.data.cache_dir)
+        groups = duplicate_groups(clips, cache.file_hash)
+        cache.save_index()  # preprocessing reuses these hashes instead of reading files again
+    groups = distributed.broadcast_json(groups, ctx)
+    if groups:
+        message = describe_duplicates(clips, groups)
+        if config.data.duplicates == "refuse":
+            raise DataError(f'{message}; remove them or set data.duplicates = "group"')
+        if ctx.is_main and console is not None:
+            console.print(
+                f"{message}; each kept in one split part",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+    return make_split(clips, config.data.split, config.train.seed, groups=groups)
+
+
+def build_run_data(
+    config: Any,
+    clips: list[Clip],
+    class_names: tuple[str, ...],
+    parts: dict[str, list[Clip]],
+    *,
+    split: Split | None = None,
+    pool: list[Clip] | None = None,
+    crop: tuple[str, ...] = ("train",),
+    ctx: DistContext | None = None,
+    console: Console | None = None,
+    progress: bool = True,
+) -> RunData:
+    """Preprocess ``pool`` (default ``clips``), then one dataset per part of its usable clips.
+
+    Per-speaker statistics (``data.speaker_norm``) pool every usable clip of ``pool``, so
+    evaluation passes all of a speaker's clips, as training does. The parts named in
+    ``crop`` get the random training crop. With a ``console``, clips skipped without a
+    progress display and a one-line summary are printed there.
+    """
+    ctx = ctx or DistContext()
+    pool = clips if pool is None else pool
+    keys, failed = cache_keys(pool, config, ctx, progress=progress and ctx.is_main)
+    if failed and ctx.is_main and console is not None and not progress:
+        for path, problem in failed:  # with progress, preprocess lists them itself
+            console.print(
+                f"skipped {path}: {problem}", markup=False, highlight=False, soft_wrap=True
+            )
+    cache = FeatureCache(config.data.cache_dir)
+    norms = speaker_norms_for(config, cache, [c for c in pool if str(c.path) in keys], keys)
+    index = {name: i for i, name in enumerate(class_names)}
+    datasets, labels = {}, {}
+    for part, chosen in parts.items():
+        usable = [c for c in chosen if str(c.path) in keys]
+        items = [(keys[str(c.path)], index[c.label]) for c in usable]
+        labels[part] = np.array([label for _, label in items], dtype=np.int64)
+        datasets[part] = ClipDataset(
+            items,
+            cache,
+            train=part in crop,
+            max_audio_frames=crop_frames(config) if part in crop else None,
+            audio_norms=[norms[str(c.path)] for c in usable] if norms is not None else None,
         )
-    paths = [str(c.path) for c in clips]
-    found = speaker_audio_norms(cache, [keys[p] for p in paths], [c.speaker for c in clips])
-    return dict(zip(paths, found, strict=True))
+    if ctx.is_main and console is not None:
+        sizes = ", ".join(f"{part} {len(datasets[part])}" for part in parts)
+        modes = " → ".join(audio_modes(config))
+        console.print(
+            f"data: {len(clips)} clips, {len(class_names)} classes; {sizes}"
+            + (f"; audio standardised {modes}" if modes else "")
+        )
+    return RunData(class_names, clips, split, datasets, labels, failed)
 
 
 def prepare_data(
@@ -114,41 +183,30 @@ def prepare_data(
         clips, class_names = load_clips(config)
     split_path = Path(run_dir) / SPLIT_FILE
     if split_path.is_file():
-        split = Split.load(split_path)
-        if not split.matches(clips):
-            raise DataError(
-                f"{split_path}: the dataset's clips changed since this run was split; "
-                "train into a new run folder"
-            )
+        split = saved_split(split_path, clips, "train into a new run folder")
     else:
-        split = make_split(clips, config.data.split, config.train.seed)
+        split = split_clips(clips, config, ctx, console)
         if ctx.is_main:
             split_path.parent.mkdir(parents=True, exist_ok=True)
             split.save(split_path)
-    keys, failed = cache_keys(clips, config, ctx, progress=progress and ctx.is_main)
-    if failed and ctx.is_main and not progress:  # with progress, preprocess lists them itself
-        for path, problem in failed:
-            console.print(
-                f"skipped {path}: {problem}", markup=False, highlight=False, soft_wrap=True
-            )
-    cache = FeatureCache(config.data.cache_dir)
-    index = {name: i for i, name in enumerate(class_names)}
-    norms = speaker_norms(config, cache, [c for c in clips if str(c.path) in keys], keys)
-    datasets, labels = {}, {}
-    for part in PARTS:
-        usable = [clips[i] for i in getattr(split, part) if str(clips[i].path) in keys]
-        items = [(keys[str(c.path)], index[c.label]) for c in usable]
-        labels[part] = np.array([label for _, label in items], dtype=np.int64)
-        datasets[part] = ClipDataset(
-            items,
-            cache,
-            train=part == "train",
-            max_audio_frames=config.train.max_audio_frames if part == "train" else None,
-            audio_norms=[norms[str(c.path)] for c in usable] if norms is not None else None,
-        )
-    if not len(datasets["train"]):
+    data = build_run_data(
+        config,
+        clips,
+        class_names,
+        {part: [clips[i] for i in getattr(split, part)] for part in PARTS},
+        split=split,
+        ctx=ctx,
+        console=console,
+        progress=progress,
+    )
+    if not len(data.datasets["train"]):
         raise DataError("no usable clips in the training split; see the skipped clips above")
-    if ctx.is_main:
-        sizes = ", ".join(f"{part} {len(datasets[part])}" for part in PARTS)
-        console.print(f"data: {len(clips)} clips, {len(class_names)} classes; {sizes}")
-    return RunData(class_names, clips, split, datasets, labels, failed)
+    return data
+
+
+def saved_split(path: Path, clips: list[Clip], hint: str) -> Split:
+    """The split saved at ``path``, refused when the dataset's clips changed since."""
+    split = Split.load(path)
+    if not split.matches(clips):
+        raise DataError(f"{path}: the dataset's clips changed since this run was split; {hint}")
+    return split

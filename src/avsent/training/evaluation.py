@@ -8,13 +8,9 @@ from typing import Any
 
 import attrs
 
-from avsent.data.cache import FeatureCache
-from avsent.data.loader import ClipDataset
-from avsent.data.preprocess import preprocess
-from avsent.data.splits import Split, make_split
 from avsent.errors import AvsentError
 from avsent.training.checkpoint import load_model
-from avsent.training.data import SPLIT_FILE, load_clips, speaker_norms
+from avsent.training.data import SPLIT_FILE, build_run_data, load_clips, saved_split, split_clips
 from avsent.training.distributed import DistContext, resolve_device
 from avsent.training.loop import evaluate
 from avsent.training.metrics import classification_report
@@ -35,26 +31,25 @@ def evaluate_run(
     front-ends stay as trained. The run's saved split is used while the dataset is the same.
     """
     run = Path(run)
-    device = resolve_device("auto")
-    model, trained = load_model(run, which, device=device)
+    model, trained = load_model(run, which)
     config = trained
     if reconfigure is not None:
         new = reconfigure(trained)
         config = attrs.evolve(trained, data=new.data, train=new.train)
+    device = resolve_device(config.train.device)
+    model.to(device)
+    ctx = DistContext(device=device)
     clips, _ = load_clips(config)
     split_file = (run if run.is_dir() else run.parent.parent) / SPLIT_FILE
+    split = None
     if part == "all":
         chosen = clips
-    elif config.data.dataset == trained.data.dataset and split_file.is_file():
-        saved = Split.load(split_file)
-        if not saved.matches(clips):
-            raise AvsentError(
-                f"{split_file}: the dataset's clips changed since this run was split; "
-                "evaluate with --split all or on other --data"
-            )
-        chosen = saved.part(part)
     else:
-        split = make_split(clips, config.data.split, config.train.seed)
+        if config.data.dataset == trained.data.dataset and split_file.is_file():
+            hint = "evaluate with --split all or on other --data"
+            split = saved_split(split_file, clips, hint)
+        else:
+            split = split_clips(clips, config, ctx)
         chosen = [clips[i] for i in getattr(split, part)]
     unknown = sorted({c.label for c in chosen} - set(model.class_names))
     if unknown:
@@ -65,24 +60,22 @@ def evaluate_run(
     # per-speaker statistics come from all of a speaker's clips, as in training
     speakers = {c.speaker for c in chosen}
     pool = [c for c in clips if c.speaker in speakers] if config.data.speaker_norm else chosen
-    pre = preprocess(pool, config, workers=config.data.workers, progress=progress)
-    index = {name: i for i, name in enumerate(model.class_names)}
-    items = [(pre.features[c.path], index[c.label]) for c in chosen if c.path in pre.features]
-    if not items:
+    data = build_run_data(
+        config,
+        clips,
+        model.class_names,
+        {part: chosen},
+        split=split,
+        pool=pool,
+        crop=(),
+        ctx=ctx,
+        progress=progress,
+    )
+    dataset = data.datasets[part]
+    if not len(dataset):
         raise AvsentError(f"no usable clips in the {part!r} part of {config.data.dataset.name!r}")
-    cache = FeatureCache(config.data.cache_dir)
-    usable = [c for c in chosen if c.path in pre.features]
-    pooled = [c for c in pool if c.path in pre.features]
-    norms = speaker_norms(
-        config, cache, pooled, {str(c.path): pre.features[c.path] for c in pooled}
-    )
-    dataset = ClipDataset(
-        items,
-        cache,
-        train=False,
-        audio_norms=[norms[str(c.path)] for c in usable] if norms is not None else None,
-    )
-    ev = evaluate(model, dataset, config=config, ctx=DistContext(device=device))
+    ev = evaluate(model, dataset, config=config, ctx=ctx)
+    chosen_paths = {str(c.path) for c in chosen}
     return {
         "run": str(run),
         "recipe": trained.recipe,
@@ -91,5 +84,5 @@ def evaluate_run(
         "checkpoint": which,
         **classification_report(ev.y_true, ev.y_pred, model.class_names),
         "loss": ev.loss,
-        "skipped_clips": [[str(p), why] for p, why in pre.failed if p in {c.path for c in chosen}],
+        "skipped_clips": [[p, why] for p, why in data.failed if p in chosen_paths],
     }

@@ -27,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, DistributedSampler, Subset
 
 from avsent.data.loader import make_loader
+from avsent.data.windows import crop_frames, windowed_logits
 from avsent.errors import ConfigError
 from avsent.model import AVModel, Batch, audio_feature_spec
 from avsent.training import distributed
@@ -149,12 +150,13 @@ def evaluate(
         workers=config.train.loader_workers,
         device=ctx.device,
     )
+    window = crop_frames(config)  # long clips: the mean over windows of the training crop
     rows, loss_sum = [], 0.0
     offset = 0
     for batch in loader:
         batch = batch.to(ctx.device)
         with autocast(config, ctx.device):
-            logits = model(batch).logits.float()
+            logits = windowed_logits(model, batch, window).float()
         loss_sum += float(nn.functional.cross_entropy(logits, batch.targets, reduction="sum"))
         n = batch.size
         rows.append(
