@@ -74,6 +74,39 @@ def test_unreadable_or_missing_checkpoints_raise_checkpoint_error(tmp_path: Path
         load_model(tmp_path)
 
 
+def _with_header(path: Path, **changes) -> None:
+    """Rewrite a checkpoint's avsent header in place (as a tampered file would be)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save
+
+    with safe_open(str(path), framework="pt") as fh:
+        header = json.loads(fh.metadata()["avsent"])
+    header.update(changes)
+    path.write_bytes(save(load_file(str(path)), metadata={"avsent": json.dumps(header)}))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"epoch": "abc"}, "epoch must be a whole number >= 0, got 'abc'"),
+        ({"epoch": -5}, "epoch must be a whole number >= 0, got -5"),
+        ({"step": 1.5}, "step must be a whole number"),
+        ({"history": {"loss": 1}}, "history must be a list"),
+        ({"class_names": ["a", 3]}, "class_names must be a list of strings"),
+        ({"optimizer": {"state": {"x": {}}, "param_groups": []}}, "damaged optimizer state"),
+        ({"optimizer": {"param_groups": "?"}}, "damaged optimizer state"),
+    ],
+)
+def test_a_tampered_header_is_refused_naming_the_field(tmp_path: Path, changes, message) -> None:
+    model = torch.nn.Linear(2, 2)
+    path = tmp_path / "ck.safetensors"
+    save_checkpoint(path, model, {"epoch": 3, "step": 9}, torch.optim.Adam(model.parameters()))
+    _with_header(path, **changes)
+    with pytest.raises(CheckpointError, match=message) as caught:
+        read_checkpoint(path)
+    assert str(caught.value).startswith(f"{path}: damaged")
+
+
 def test_load_model_rebuilds_the_trained_model(tmp_path: Path, tiny_config) -> None:
     config = tiny_config()
     model = build_model(config, inputs_for(config), CLASSES)

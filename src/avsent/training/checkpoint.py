@@ -78,15 +78,41 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}: checkpoint not found") from None
     except (OSError, SafetensorError, KeyError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable avsent checkpoint ({exc})") from None
-    if header.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: checkpoint format {header.get('format')}, need {FORMAT}")
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        found = header.get("format") if isinstance(header, dict) else header
+        raise CheckpointError(f"{path}: checkpoint format {found}, need {FORMAT}")
+    problem = _header_problem(header)
+    if problem:
+        raise CheckpointError(f"{path}: damaged checkpoint header: {problem}")
     model_state = {k[len(_MODEL) :]: v for k, v in tensors.items() if k.startswith(_MODEL)}
     optimizer_json = header.pop("optimizer", None)
     optimizer_state = None
     if optimizer_json is not None:
         opt_tensors = {k: v for k, v in tensors.items() if k.startswith(_OPTIMIZER)}
-        optimizer_state = _unflatten_optimizer(opt_tensors, optimizer_json)
+        try:
+            optimizer_state = _unflatten_optimizer(opt_tensors, optimizer_json)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(
+                f"{path}: damaged optimizer state ({type(exc).__name__}: {exc}); resume from "
+                "another checkpoint or start a new run"
+            ) from None
     return Checkpoint(model_state, optimizer_state, header)
+
+
+def _header_problem(header: dict[str, Any]) -> str:
+    """What is wrong with the fields a resumed run trusts ("" when nothing)."""
+    for field in ("epoch", "step"):
+        value = header.get(field)
+        if field in header and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            return f"{field} must be a whole number >= 0, got {value!r}"
+    if "history" in header and not isinstance(header["history"], list):
+        return f"history must be a list, got {type(header['history']).__name__}"
+    names = header.get("class_names")
+    if "class_names" in header and (
+        not isinstance(names, list) or not all(isinstance(n, str) for n in names)
+    ):
+        return "class_names must be a list of strings"
+    return ""
 
 
 def load_model(
