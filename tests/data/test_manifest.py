@@ -137,3 +137,21 @@ def test_bad_header_and_bad_json_lines(media: Path) -> None:
 def test_missing_manifest_file(tmp_path: Path) -> None:
     with pytest.raises(DatasetProblems, match="manifest file not found"):
         read_manifest(tmp_path / "none.csv")
+
+
+def test_a_quoted_path_may_hold_a_newline_and_later_rows_keep_their_line(media: Path) -> None:
+    odd = media / "two\nlines.wav"
+    odd.write_bytes((media / "a.wav").read_bytes())
+    manifest = media / "m.csv"
+    manifest.write_text('path,label\n"two\nlines.wav",happy\na.wav,happy\nmissing.wav,sad\n')
+    clips, locations, problems = read_manifest(manifest)
+    assert not problems
+    assert [c.path.name for c in clips] == ["two\nlines.wav", "a.wav", "missing.wav"]
+    assert locations == [f"{manifest}:2", f"{manifest}:4", f"{manifest}:5"]
+
+
+def test_a_symlink_loop_is_a_listed_problem_not_a_crash(media: Path) -> None:
+    (media / "loop1").symlink_to(media / "loop2")
+    (media / "loop2").symlink_to(media / "loop1")
+    clips = [Clip(media / "loop1", "happy"), Clip(media / "a.wav", "happy")]
+    assert find_problems(clips, ("happy",)) == [f"{media / 'loop1'}: symlink loop"]

@@ -8,6 +8,8 @@ clip came from a manifest.
 from __future__ import annotations
 
 import csv
+import errno
+import io
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -39,7 +41,7 @@ def find_problems(
     for clip, loc in zip(clips, where, strict=True):
         prefix = loc if loc == str(clip.path) else f"{loc}: {clip.path}"
         if not clip.path.is_file():
-            problems.append(f"{prefix}: file not found")
+            problems.append(f"{prefix}: {_why_not_a_file(clip.path)}")
         if clip.label not in known:
             problems.append(
                 f"{prefix}: unknown label {clip.label!r} (classes: {', '.join(class_names)})"
@@ -75,8 +77,16 @@ def validate_clips(
 def _key(path: Path) -> Path:
     try:
         return path.resolve()
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop
         return path.absolute()
+
+
+def _why_not_a_file(path: Path) -> str:
+    try:
+        path.stat()
+    except OSError as exc:
+        return "symlink loop" if exc.errno == errno.ELOOP else "file not found"
+    return "not a file"
 
 
 # -- manifest files --------------------------------------------------------------------
@@ -127,11 +137,12 @@ Problems = list[tuple[int, str]]  #: (line, message), so problems can be listed 
 
 
 def _csv_rows(text: str, path: Path) -> tuple[Rows, Problems]:
-    lines = text.splitlines()
-    if not lines:
+    first = text.split("\n", 1)[0]
+    if not text.strip():
         return [], [(0, f"{path}: empty manifest")]
-    dialect = csv.excel_tab if "\t" in lines[0] and "," not in lines[0] else csv.excel
-    reader = csv.reader(lines, dialect)
+    dialect = csv.excel_tab if "\t" in first and "," not in first else csv.excel
+    # read from the text itself, not split lines: a quoted field may hold a newline
+    reader = csv.reader(io.StringIO(text, newline=""), dialect)
     header = [h.strip().lower() for h in next(reader)]
     problems = []
     unknown = [h for h in header if h not in MANIFEST_COLUMNS]
@@ -145,7 +156,9 @@ def _csv_rows(text: str, path: Path) -> tuple[Rows, Problems]:
         )
         return [], problems
     rows = []
-    for number, values in enumerate(reader, start=2):
+    start = reader.line_num + 1  # first line of the next row: a row may span several lines
+    for values in reader:
+        number, start = start, reader.line_num + 1
         if not any(v.strip() for v in values):
             continue
         if len(values) != len(header):
