@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +15,11 @@ import rich_click as click
 
 from avsent.cli import console, overrides_option
 from avsent.commands.options import build_config, config_option, data_option
+from avsent.commands.preflight import check_modalities
 from avsent.errors import AvsentError
+
+#: set in the processes ``--nproc`` launches, which leave the data checks to their launcher
+LAUNCHED_ENV = "AVSENT_NPROC_LAUNCHED"
 
 
 @click.command()
@@ -36,6 +44,12 @@ from avsent.errors import AvsentError
     metavar="N,N...",
     help="With `--folds`: the k-fold run once per seed into `RUN/seed-N/`, mean ± std over seeds.",
 )
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    help="Data-parallel training in N processes (one per GPU, or gloo on the CPU): the same "
+    "command, launched through torch.distributed.run.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars (e.g. in log files).")
 def train(
     recipe: str | None,
@@ -47,12 +61,14 @@ def train(
     epochs: int | None,
     folds: str | None,
     seeds: str | None,
+    nproc: int | None,
     no_progress: bool,
 ) -> None:
     """Train RECIPE (default `mavsa-di`) and report on the test split.
 
-    Without `--data` it trains on the built-in synthetic clips. Launch the same command
-    under `torchrun --nproc_per_node N` for data-parallel training on N GPUs or processes.
+    Without `--data` it trains on the built-in synthetic clips. `--nproc N` trains
+    data-parallel in N processes; across machines, launch `torchrun … -m avsent train …`.
+    A run that fails before its first epoch removes the folder it created.
     """
     from avsent.training import distributed  # torch: imported only when a command runs
     from avsent.training.checkpoint import CONFIG_FILE
@@ -78,12 +94,16 @@ def train(
         config = build_config(None, saved, data, overrides, extra)
     else:
         config = build_config(recipe, config_path, data, overrides, extra)
+    # one process checks the data: this one, or rank 0 of a job that torchrun started
+    if os.environ.get(LAUNCHED_ENV) is None and os.environ.get("RANK", "0") == "0":
+        check_modalities(config, _print_dataset_notes(config))
+    if nproc is not None and nproc > 1 and "WORLD_SIZE" not in os.environ:
+        sys.exit(_launch(nproc, _own_args(click.get_current_context())))
+    existed = run_dir is not None and run_dir.exists()
     ctx = distributed.setup(config.train.device)
     try:
         run_dir = Path(distributed.broadcast_json(str(run_dir or _new_run_dir(config)), ctx))
-        progress = not no_progress
-        if ctx.is_main:
-            _print_dataset_notes(config)
+        progress = not no_progress and console.is_terminal
         if seed_list is not None:
             train_seeds(
                 config,
@@ -110,6 +130,10 @@ def train(
             console.print(f"interrupted; continue with: {_resume_command(run_dir, folds, seeds)}",
                           markup=False, highlight=False, soft_wrap=True)  # fmt: skip
         raise
+    except Exception:
+        if ctx.is_main and not existed and run_dir is not None:
+            _remove_unstarted(run_dir)
+        raise
     finally:
         distributed.shutdown(ctx)
 
@@ -122,15 +146,53 @@ def _resume_command(run_dir: Path, folds: str | None, seeds: str | None = None) 
     return shlex.join(words)
 
 
-def _print_dataset_notes(config: Any) -> None:
+def _print_dataset_notes(config: Any) -> list[Any]:
     """What the dataset left out on purpose, counted (e.g. RAVDESS calm), before training:
-    a corpus with fewer clips than its documentation says should not go unnoticed."""
+    a corpus with fewer clips than its documentation says should not go unnoticed.
+    Returns the clips (read and checked: a bad dataset fails here, listing why)."""
     from avsent.training.data import dataset_source
 
     source = dataset_source(config)
-    source.clips()  # reads and checks the clips; a bad dataset fails here, listing why
+    if not console.is_terminal:  # a log file gets a line for the wait (e.g. synthetic clips
+        console.print(f"data: reading dataset {config.data.dataset.name!r}", markup=False,
+                      highlight=False)  # being generated), where a terminal gets a bar  # fmt: skip
+    clips = source.clips()
     for note in getattr(source, "notes", ()):
         console.print(f"data: {note}", markup=False, highlight=False, soft_wrap=True)
+    return clips
+
+
+def _remove_unstarted(run_dir: Path) -> None:
+    """Delete a folder this command created for a run that failed before any checkpoint,
+    so ``runs/`` lists only runs that trained (a later failure keeps its resumable run)."""
+    if run_dir.is_dir() and not any(run_dir.rglob("last.safetensors")):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        console.print(f"removed {run_dir}: the run failed before its first epoch",
+                      markup=False, highlight=False, soft_wrap=True)  # fmt: skip
+
+
+def _own_args(ctx: click.Context) -> list[str]:
+    """This ``avsent train`` command's arguments, less ``--nproc``, for each launched process."""
+    words: list[str] = [ctx.params["recipe"]] if ctx.params["recipe"] else []
+    for name, flag in (("data", "--data"), ("config_path", "--config"), ("run_dir", "--run-dir"),
+                       ("epochs", "--epochs"), ("folds", "--folds"), ("seeds", "--seeds")):  # fmt: skip
+        if ctx.params[name] is not None:
+            words += [flag, str(ctx.params[name])]
+    for item in ctx.params["overrides"]:
+        words += ["--set", item]
+    words += [flag for name, flag in (("resume", "--resume"), ("no_progress", "--no-progress"))
+              if ctx.params[name]]  # fmt: skip
+    return words
+
+
+def _launch(nproc: int, args: list[str]) -> int:
+    """Run ``avsent train ARGS`` in ``nproc`` processes on this machine; their exit status."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={nproc}", "-m", "avsent", "train", *args]  # fmt: skip
+    console.print(f"launching {nproc} processes: {shlex.join(command[1:])}", markup=False,
+                  highlight=False, soft_wrap=True)  # fmt: skip
+    env = {**os.environ, LAUNCHED_ENV: "1"}  # this process has checked the data
+    return subprocess.run(command, env=env, check=False).returncode
 
 
 def _new_run_dir(config: Any) -> Path:
