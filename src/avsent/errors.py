@@ -81,3 +81,16 @@ class DatasetProblems(AvsentError):
         lines = "\n".join(f"  - {p}" for p in self.problems)
         count = f"{len(self.problems)} problem" + ("s" if len(self.problems) != 1 else "")
         super().__init__(f"dataset {source}: {count}\n{lines}")
+
+
+class DataError(AvsentError):
+    """The data does not fit the run: no usable training clip, a changed clip list, or
+    byte-identical copies with ``data.duplicates = "refuse"``."""
+
+
+class SplitError(AvsentError):
+    """The clips cannot be split as asked (no speakers, too few speakers, no train part)."""
+
+
+class CacheMissError(AvsentError):
+    """A clip's features are not in the cache (run ``avsent preprocess`` first)."""

@@ -11,7 +11,7 @@ import torch
 from avsent.data.cache import FeatureCache
 from avsent.data.features import ClipFeatures
 from avsent.data.loader import ClipDataset, Sample, collate, make_loader
-from avsent.data.normalise import CacheMissError
+from avsent.errors import CacheMissError
 
 F, S, G = 5, 8, 3
 

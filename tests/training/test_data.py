@@ -11,8 +11,9 @@ from tiny_training import make_tiny_config
 
 from avsent.config import from_dict, merge, to_dict
 from avsent.data.windows import crop_frames
+from avsent.errors import DataError
 from avsent.run_config import RunConfig
-from avsent.training.data import DataError, prepare_data
+from avsent.training.data import prepare_data
 
 LABELS = {"W": "angry", "F": "happy", "T": "sad", "N": "neutral"}
 

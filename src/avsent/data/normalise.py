@@ -30,7 +30,7 @@ import torch
 from avsent.config import NONE
 from avsent.data.cache import FeatureCache
 from avsent.data.features import ClipFeatures
-from avsent.errors import AvsentError, ConfigError
+from avsent.errors import CacheMissError, ConfigError
 
 #: uint8 pixel → [0, 1]
 VIDEO_SCALE = 255.0
@@ -40,10 +40,6 @@ VIDEO_MEAN, VIDEO_STD = 0.5, 0.25
 MIN_STD = 1e-5
 
 AudioNorm = tuple[np.ndarray, np.ndarray]  #: mean [F], std [F]
-
-
-class CacheMissError(AvsentError):
-    """A clip's features are not in the cache (run ``avsent preprocess`` first)."""
 
 
 class FeatureSource(Protocol):

@@ -23,14 +23,10 @@ import numpy as np
 
 from avsent.config import atomic_write_text
 from avsent.contracts import Clip
-from avsent.errors import AvsentError
+from avsent.errors import SplitError
 from avsent.run_config import SplitConfig
 
 PARTS = ("train", "val", "test")
-
-
-class SplitError(AvsentError):
-    """The clips cannot be split as asked (no speakers, too few speakers, no train part)."""
 
 
 @attrs.frozen

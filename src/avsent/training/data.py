@@ -26,18 +26,13 @@ from avsent.data.normalise import audio_modes, speaker_norms_for
 from avsent.data.preprocess import preprocess
 from avsent.data.splits import Split, describe_duplicates, duplicate_groups, make_split
 from avsent.data.windows import crop_frames
-from avsent.errors import AvsentError
+from avsent.errors import DataError
 from avsent.registry import get_registry
 from avsent.training import distributed
 from avsent.training.distributed import DistContext
 
 SPLIT_FILE = "split.json"
 PARTS = ("train", "val", "test")
-
-
-class DataError(AvsentError):
-    """The data does not fit the run: no usable training clip, a changed clip list, or
-    byte-identical copies with ``data.duplicates = "refuse"``."""
 
 
 @attrs.define
