@@ -94,3 +94,11 @@ class SplitError(AvsentError):
 
 class CacheMissError(AvsentError):
     """A clip's features are not in the cache (run ``avsent preprocess`` first)."""
+
+
+class ExportError(AvsentError):
+    """A model cannot be exported, or the exported file disagrees with the eager model."""
+
+
+class ModalityMismatchError(AvsentError):
+    """The recipe needs a stream (audio or video) that the dataset's clips do not have."""

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from avsent.config import atomic_write_text, to_dict
-from avsent.errors import AvsentError
+from avsent.errors import ExportError
 from avsent.model import AVModel, Batch
 
 #: audio frames in the example inputs the graph is traced with (the time axis stays dynamic
@@ -40,10 +40,6 @@ from avsent.model import AVModel, Batch
 EXAMPLE_AUDIO_FRAMES = 64
 #: largest |exported - eager| probability difference accepted by :func:`check_export`
 TOLERANCE = 1e-4
-
-
-class ExportError(AvsentError):
-    """A model cannot be exported, or the exported file disagrees with the eager model."""
 
 
 def input_names(model: AVModel) -> tuple[str, ...]:

@@ -7,17 +7,13 @@ from typing import Any
 
 from avsent.contracts import Clip
 from avsent.data.features import uses_audio, uses_video
-from avsent.errors import AvsentError
+from avsent.errors import ModalityMismatchError
 from avsent.media.probe import stream_kinds
 
 #: clips whose headers are read; a corpus is one modality throughout, so a few tell
 PROBED_CLIPS = 3
 #: the recipe to suggest when the data lacks a modality
 INSTEAD = {"video": "drsn-audio", "audio": "i3dd-visual"}
-
-
-class ModalityMismatchError(AvsentError):
-    """The recipe needs a stream (audio or video) that the dataset's clips do not have."""
 
 
 def check_modalities(config: Any, clips: list[Clip]) -> None:
