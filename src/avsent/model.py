@@ -204,14 +204,19 @@ def compose(
 ) -> AVModel:
     """Build a model from explicitly named parts, ``(name, params)`` pairs, or modules.
 
-    >>> model = compose(audio="drsn", video="i3dd", fusion="cma")  # doctest: +SKIP
+    Without ``inputs``, the sizes are those of the paper's front-ends (recipe ``mavsa-di``,
+    landmark geometry included), so its parts named here build that recipe's model.
+
+    >>> model = compose(audio="drsn", fusion="passthrough", class_names=("calm", "angry"))
+    >>> model.uses_audio, model.uses_video, model.class_names
+    (True, False, ('calm', 'angry'))
     """
     from avsent.labels import EMOTIONS
 
-    if inputs is None:  # the default front-ends' sizes
-        from avsent.run_config import RunConfig
+    if inputs is None:
+        from avsent.run_config import default_run_config
 
-        inputs = inputs_for(RunConfig())
+        inputs = inputs_for(default_run_config("mavsa-di"))
     class_names = tuple(class_names or EMOTIONS)
     audio_encoder = _resolve("audio_encoder", audio, in_features=inputs.audio_features)
     video_encoder = _resolve(
