@@ -61,3 +61,34 @@ def test_padded_frames_do_not_reach_real_tokens():
         clean, dirty = model(x, mask), model(noisy, mask)
     torch.testing.assert_close(clean.x[0, :2], dirty.x[0, :2])
     assert clean.mask.tolist() == [[True, True]]
+
+
+def test_pretrained_from_a_safetensors_file_frozen_or_fine_tuned(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    source = timm.create_model("resnet10t", num_classes=0)
+    path = tmp_path / "weights.safetensors"
+    save_file(source.state_dict(), str(path))
+    frozen = TimmFrames(
+        TimmFramesConfig(model="resnet10t", weights_file=str(path), frozen=True),
+        in_channels=3,
+        frames=2,
+        size=32,
+    ).train()
+    assert torch.equal(frozen.backbone.conv1[0].weight, source.conv1[0].weight)
+    assert not any(p.requires_grad for p in frozen.backbone.parameters())
+    assert not frozen.backbone.training  # BatchNorm statistics stay the pretrained ones
+    tuned = TimmFrames(
+        TimmFramesConfig(model="resnet10t", weights_file=str(path), lr_scale=0.1),
+        in_channels=3,
+        frames=2,
+        size=32,
+    )
+    assert tuned.backbone.lr_scale == 0.1 and tuned.train().backbone.training
+
+
+def test_a_missing_weights_file_is_named(tmp_path):
+    config = TimmFramesConfig(model="resnet10t", weights_file=str(tmp_path / "none.safetensors"))
+    with pytest.raises(WeightsUnavailableError, match=r"video\.weights_file: .*none\.safetensors"):
+        TimmFrames(config, in_channels=3, frames=2, size=32)

@@ -15,6 +15,7 @@ import attrs
 import numpy as np
 
 from avsent.config import NONE, to_dict
+from avsent.errors import RegistryError
 from avsent.registry import get_registry
 
 #: bump when the stored arrays change meaning for the same config (invalidates every entry)
@@ -48,15 +49,30 @@ def frontend_fingerprint(config: Any) -> str:
 
     Model and training settings are left out so that tuning a model reuses the cache; the
     audio front-end only counts when the recipe uses audio, the face settings only when it
-    uses video.
+    uses video. A front-end whose output depends on files its config only names (a
+    pretrained model's weights) has ``identity(config) -> str``, e.g. a hash of them.
     """
     relevant: dict[str, Any] = {"format": FEATURE_FORMAT}
     if uses_audio(config):
         relevant["audio_frontend"] = to_dict(config.audio_frontend)
+        identity = _frontend_identity(config.audio_frontend)
+        if identity is not None:
+            relevant["audio_frontend_identity"] = identity
     if uses_video(config):
         relevant["faces"] = to_dict(config.faces)
     text = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _frontend_identity(choice: Any) -> str | None:
+    """The front-end factory's ``identity(config)``, if it has one (an unknown front-end
+    has none here: building it is where that fails)."""
+    try:
+        factory = get_registry().get("audio_frontend", choice.name).obj
+    except RegistryError:
+        return None
+    identity = getattr(factory, "identity", None)
+    return None if identity is None else identity(choice.config)
 
 
 class FeatureExtractor:

@@ -2,15 +2,18 @@
 
 It shows that the video slot is swappable: a per-frame image network (ResNet, ConvNeXt,
 EfficientNet, ...) gives one feature vector per frame; those are the tokens, optionally
-averaged over ``temporal_stride`` frames. Weights are random unless ``pretrained``; then
-they come from the local Hugging Face cache or ``weights_file``, and are downloaded only
-when ``download`` is set, so an offline machine fails at once with a clear message instead
-of retrying the network.
+averaged over ``temporal_stride`` frames. Weights are random unless ``pretrained`` (or a
+``weights_file``: a timm checkpoint, safetensors preferred); then they come from that file
+or the local Hugging Face cache, and are downloaded only when ``download`` is set and
+``HF_HUB_OFFLINE`` is not, so an offline machine fails at once with a clear message
+instead of retrying the network. A pretrained backbone is fine-tuned at ``train.lr ×
+lr_scale``, or ``frozen`` (its BatchNorm statistics too).
 """
 
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from unittest import mock
 
 import attrs
@@ -28,8 +31,12 @@ from avsent.layers.masks import downsample_mask
 class TimmFramesConfig:
     model: str = "resnet18"  #: any name from ``timm.list_models()``
     pretrained: bool = False
-    weights_file: str | None = None  #: a local checkpoint for ``pretrained`` (any timm format)
+    #: a local checkpoint (.safetensors, or a timm .pth/.bin); implies ``pretrained``
+    weights_file: str | None = None
     download: bool = False  #: let timm fetch missing pretrained weights from the internet
+    frozen: bool = False  #: keep the backbone fixed (no gradients, BatchNorm in eval mode)
+    #: the backbone's learning rate as a multiple of train.lr (the trainer's lr_scale)
+    lr_scale: float = attrs.field(default=1.0, validator=v.gt(0.0))
     temporal_stride: int = attrs.field(default=1, validator=v.ge(1))  #: frames per token
     drop_rate: float = attrs.field(default=0.0, validator=[v.ge(0.0), v.lt(1.0)])
 
@@ -43,7 +50,16 @@ class TimmFrames(nn.Module):
         super().__init__()
         self.config = config
         self.backbone = _create(config, in_channels)
+        self.backbone.lr_scale = config.lr_scale
+        if config.frozen:
+            self.backbone.requires_grad_(False)
         self.out_dim = int(self.backbone.num_features)
+
+    def train(self, mode: bool = True) -> TimmFrames:
+        super().train(mode)
+        if self.config.frozen:  # frozen includes the BatchNorm running statistics
+            self.backbone.eval()
+        return self
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> Tokens:
         b, c, t, h, w = x.shape
@@ -72,10 +88,14 @@ def _create(config: TimmFramesConfig, in_channels: int) -> nn.Module:
         hint = f"; similar: {', '.join(close)}" if close else ""
         raise ConfigError("video.model", f"timm has no model {config.model!r}{hint}")
     kwargs: dict = {"num_classes": 0, "in_chans": in_channels, "drop_rate": config.drop_rate}
-    if not config.pretrained:
+    if not config.pretrained and not config.weights_file:
         return timm.create_model(config.model, pretrained=False, **kwargs)
     if config.weights_file:
-        kwargs["pretrained_cfg_overlay"] = {"file": config.weights_file}
+        if not Path(config.weights_file).expanduser().is_file():
+            raise WeightsUnavailableError(
+                f"video.weights_file: {config.weights_file} is not a file on this machine"
+            )
+        kwargs["pretrained_cfg_overlay"] = {"file": str(Path(config.weights_file).expanduser())}
     offline = not config.download and not config.weights_file
     cache_only = (
         mock.patch.object(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
@@ -91,9 +111,14 @@ def _create(config: TimmFramesConfig, in_channels: int) -> nn.Module:
             if config.weights_file
             else "the Hugging Face cache (HF_HOME/hub)"
         )
+        refused = (
+            " and HF_HUB_OFFLINE is set"
+            if huggingface_hub.constants.HF_HUB_OFFLINE
+            else ("" if config.download else " and downloading is off")
+        )
         raise WeightsUnavailableError(
             f"pretrained weights for timm model {config.model!r} are not in {where}"
-            f"{'' if config.download else ' and downloading is off'}. Either run once on a "
+            f"{refused}. Either run once on a "
             f"machine with internet with video.download=true (or timm.create_model("
             f"{config.model!r}, pretrained=True)) and copy the cache over, set "
             f"video.weights_file to a checkpoint you have, or set video.pretrained=false. "

@@ -182,6 +182,21 @@ def _rank_batch(config: Any, ctx: DistContext) -> int:
     return max(1, config.train.batch_size // ctx.world_size)
 
 
+def param_groups(model: nn.Module, lr: float) -> list[dict[str, Any]]:
+    """One optimizer group per learning-rate scale. A module may set ``lr_scale`` (a float):
+    its parameters then train at ``lr × lr_scale`` (the innermost such module decides), e.g.
+    a pretrained encoder fine-tuned slower than the layers on top of it."""
+    scale_of: dict[int, float] = {}
+    for module in model.modules():  # parents before children: the innermost wins
+        scale = getattr(module, "lr_scale", None)
+        if scale is not None:
+            scale_of.update((id(p), float(scale)) for p in module.parameters())
+    groups: dict[float, list[nn.Parameter]] = {}
+    for p in model.parameters():
+        groups.setdefault(scale_of.get(id(p), 1.0), []).append(p)
+    return [{"params": ps, "lr": lr * s, "lr_scale": s} for s, ps in groups.items()]
+
+
 class Trainer:
     """Trains ``model`` on ``data``; writes checkpoints into ``run_dir`` (main rank only)."""
 
@@ -246,7 +261,7 @@ class Trainer:
     def _make_optimizer(self) -> torch.optim.Optimizer:
         cls = torch.optim.AdamW if self.train_cfg.optimizer == "adamw" else torch.optim.Adam
         return cls(
-            self.model.parameters(), lr=self.train_cfg.lr, weight_decay=self.train_cfg.weight_decay
+            param_groups(self.model, self.train_cfg.lr), weight_decay=self.train_cfg.weight_decay
         )
 
     # -- state -------------------------------------------------------------------------

@@ -48,7 +48,9 @@ def _cos_between(start: float, end: float, progress: float) -> float:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, base_lr: float, factor: float) -> float:
+    """Set every group's LR to ``base_lr × factor × its lr_scale`` (1 when it has none);
+    returns ``base_lr × factor``."""
     lr = base_lr * factor
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
     return lr
