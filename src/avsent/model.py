@@ -72,6 +72,15 @@ class Batch:
             }
         )
 
+    def without(self, modality: str) -> Batch:
+        """This batch as if its files had no ``modality`` ("audio" or "video"): what
+        ``avsent evaluate --drop`` scores, and what a file without that stream gives."""
+        if modality == "audio":
+            return attrs.evolve(self, audio=None, audio_mask=None)
+        if modality == "video":
+            return attrs.evolve(self, video=None, video_mask=None, geometry=None)
+        raise ValueError(f"modality must be 'audio' or 'video', got {modality!r}")
+
     @property
     def size(self) -> int:
         for t in (self.audio, self.video, self.targets):

@@ -14,21 +14,30 @@ from typing import Any
 import attrs
 import torch
 
+from avsent.config import NONE, Choice
 from avsent.data.features import ClipFeatures, FeatureExtractor, uses_audio, uses_video
 from avsent.data.loader import Sample, collate
 from avsent.data.normalise import audio_modes
 from avsent.data.windows import crop_frames, windowed_logits
-from avsent.errors import AvsentError, ConfigError
+from avsent.errors import AvsentError, ConfigError, MediaError
 from avsent.model import AVModel
+
+
+def _only(config: Any, modality: str) -> Any:
+    """``config`` with the other modality's encoder slot emptied (``video = "none"``)."""
+    other = "video" if modality == "audio" else "audio"
+    return attrs.evolve(config, **{other: Choice(NONE)})
 
 
 @attrs.frozen
 class Prediction:
-    """One file's outcome: probabilities per class, or the reason it could not be read."""
+    """One file's outcome: probabilities per class and the modalities they came from
+    (``audio``, ``video`` or ``audio+video``), or the reason the file could not be read."""
 
     path: Path
     probabilities: dict[str, float] | None = None
     error: str | None = None
+    modalities: str | None = None
 
     @property
     def label(self) -> str | None:
@@ -61,7 +70,7 @@ class Pipeline:
         self.model = model.eval()
         self.config = config
         self.window = crop_frames(config)
-        self._extractor: FeatureExtractor | None = None
+        self._extractors: dict[str, FeatureExtractor] | None = None
 
     @classmethod
     def from_run(cls, run_dir: str | Path, which: str = "best") -> Pipeline:
@@ -79,10 +88,37 @@ class Pipeline:
         return "+".join(name for name, on in used if on)
 
     @property
-    def extractor(self) -> FeatureExtractor:
-        if self._extractor is None:  # built on first use: front-ends may load weights
-            self._extractor = FeatureExtractor(self.config)
-        return self._extractor
+    def extractors(self) -> dict[str, FeatureExtractor]:
+        """One extractor per modality the model uses, so a file lacking one (no video
+        stream, no face, no audio track) is still scored from the other."""
+        if self._extractors is None:  # built on first use: front-ends may load weights
+            self._extractors = {}
+            if self.model.uses_audio:
+                self._extractors["audio"] = FeatureExtractor(_only(self.config, "audio"))
+            if self.model.uses_video:
+                self._extractors["video"] = FeatureExtractor(_only(self.config, "video"))
+        return self._extractors
+
+    def extract(self, path: str | Path) -> tuple[ClipFeatures, str]:
+        """The features of ``path`` and the modalities found; raises the first problem
+        (MediaError, NoFaceError) when no modality the model uses can be read."""
+        parts: dict[str, ClipFeatures] = {}
+        problems: list[AvsentError] = []
+        for name, extractor in self.extractors.items():
+            try:
+                parts[name] = extractor.extract(path)
+            except MediaError as exc:
+                problems.append(exc)
+        if not parts:
+            raise problems[0]
+        audio, video = parts.get("audio"), parts.get("video")
+        features = ClipFeatures(
+            audio=audio.audio if audio else None,
+            video=video.video if video else None,
+            geometry=video.geometry if video else None,
+            face_fraction=video.face_fraction if video else None,
+        )
+        return features, "+".join(parts)
 
     @property
     def device(self) -> torch.device:
@@ -90,7 +126,7 @@ class Pipeline:
 
     def predict(self, path: str | Path) -> dict[str, float]:
         """Class → probability for one file; raises MediaError/NoFaceError for bad input."""
-        return self._classify([self.extractor.extract(path)])[0]
+        return self._classify([self.extract(path)[0]])[0]
 
     @torch.no_grad()
     def _classify(self, features: Sequence[ClipFeatures]) -> list[dict[str, float]]:
@@ -112,8 +148,9 @@ class Pipeline:
         pending: list[tuple[int, ClipFeatures]] = []
         for path in map(Path, paths):
             try:
-                pending.append((len(results), self.extractor.extract(path)))
-                results.append(Prediction(path))
+                features, found = self.extract(path)
+                pending.append((len(results), features))
+                results.append(Prediction(path, modalities=found))
             except AvsentError as exc:
                 results.append(Prediction(path, error=str(exc)))
             except Exception as exc:  # an unreadable file must not hide the others' results

@@ -66,11 +66,15 @@ def test_collate_audio_only_and_unlabelled() -> None:
     assert batch.targets is None and batch.audio.shape == (1, F, 3)
 
 
-def test_collate_rejects_mixed_modalities() -> None:
+def test_a_clip_without_a_modality_is_all_padding_in_it() -> None:
+    """A file with no video stream, batched with one that has video: its video row has no
+    real step (and zeros), which the model reads as a missing modality."""
     with_video = Sample(_clip(3), 0)
     without = Sample(ClipFeatures(audio=np.ones((F, 3), np.float32)), 0)
-    with pytest.raises(ValueError, match="video"):
-        collate([with_video, without])
+    batch = collate([with_video, without])
+    assert batch.video_mask[0].all() and not batch.video_mask[1].any()
+    assert torch.equal(batch.video[1], torch.zeros_like(batch.video[1]))
+    assert batch.audio_mask.all()
 
 
 def test_training_crops_audio_to_a_random_window(dataset: ClipDataset) -> None:

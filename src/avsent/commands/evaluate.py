@@ -34,6 +34,11 @@ SPLITS = ("test", "val", "train", "all")
     type=click.Path(file_okay=False, path_type=Path),
     help="Report folder (default: `RUN/evaluations/DATASET-SPLIT`).",
 )
+@click.option(
+    "--drop",
+    type=click.Choice(["audio", "video"]),
+    help="Score an audio-visual model with this modality removed from every clip.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (e.g. in log files).")
 def evaluate(
@@ -43,6 +48,7 @@ def evaluate(
     which: str,
     overrides: tuple[str, ...],
     out: Path | None,
+    drop: str | None,
     as_json: bool,
     no_progress: bool,
 ) -> None:
@@ -63,14 +69,20 @@ def evaluate(
         part=part,
         reconfigure=lambda c: with_overrides(c, changes),
         progress=not no_progress,
+        drop=drop,
     )
     run_dir = run if run.is_dir() else run.parent.parent  # RUN/checkpoints/best.safetensors
-    out = out or run_dir / "evaluations" / f"{report['dataset']}-{part}"
+    suffix = f"-without-{drop}" if drop else ""
+    out = out or run_dir / "evaluations" / f"{report['dataset']}-{part}{suffix}"
     write_report(out, report)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
     console.print(
-        results_table(report, title=f"{report['recipe']} on {report['dataset']} ({part})")
+        results_table(
+            report,
+            title=f"{report['recipe']} on {report['dataset']} ({part}"
+            + (f", without {drop})" if drop else ")"),
+        )
     )
     console.print(f"report: {out}", markup=False, highlight=False, soft_wrap=True)

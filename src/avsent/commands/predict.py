@@ -76,10 +76,7 @@ def predict(
     targets = gather_targets(paths)
     usable = [t for t in targets if t.error is None]
     found = iter(pipeline.predict_many([t.path for t in usable], batch_size=batch_size))
-    rows = [
-        result_row(t, next(found) if t.error is None else None, pipeline.modalities)
-        for t in targets
-    ]
+    rows = [result_row(t, next(found) if t.error is None else None) for t in targets]
     if out is not None:
         write_rows(out, rows, pipeline.model.class_names)
         failed = sum(r["error"] is not None for r in rows)
@@ -132,16 +129,17 @@ def _media_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
 
 
-def result_row(target: Target, prediction: Any, modalities: str) -> dict[str, Any]:
-    """One output record (the JSON form; CSV flattens ``probabilities``)."""
+def result_row(target: Target, prediction: Any) -> dict[str, Any]:
+    """One output record (the JSON form; CSV flattens ``probabilities``); ``modalities``
+    says what the prediction came from (``audio`` for a file without a usable video)."""
     if prediction is None:
         return {"path": str(target.path), "label": None, "true_label": target.true_label,
-                "modalities": modalities, "probabilities": None, "error": target.error}  # fmt: skip
+                "modalities": None, "probabilities": None, "error": target.error}  # fmt: skip
     return {
         "path": str(prediction.path),
         "label": prediction.label,
         "true_label": target.true_label,
-        "modalities": modalities,
+        "modalities": prediction.modalities,
         "probabilities": prediction.probabilities,
         "error": prediction.error,
     }
@@ -170,12 +168,14 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     table = Table()
     table.add_column("file", overflow="fold")
     table.add_column("label")
+    table.add_column("from")
     table.add_column(f"top {TOP} (%)")
     for r in rows:
         if r["probabilities"] is None:
             continue
         ranked = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[:TOP]
         top = "  ".join(f"{escape(name)} {100 * p:.1f}" for name, p in ranked)
-        table.add_row(escape(r["path"]), f"[bold]{escape(r['label'])}[/bold]", top)
+        label = f"[bold]{escape(r['label'])}[/bold]"
+        table.add_row(escape(r["path"]), label, r["modalities"], top)
     if table.row_count:
         console.print(table)

@@ -79,9 +79,9 @@ def collate(samples: Sequence[Sample]) -> Batch:
     if not samples:
         raise ValueError("cannot collate an empty list of samples")
     feats = [s.features for s in samples]
-    audio, audio_mask = _pad_time([f.audio for f in feats], time_axis=1, name="audio")
-    video, video_mask = _pad_time([f.video for f in feats], time_axis=0, name="video")
-    geometry, _ = _pad_time([f.geometry for f in feats], time_axis=0, name="geometry")
+    audio, audio_mask = _pad_time([f.audio for f in feats], time_axis=1)
+    video, video_mask = _pad_time([f.video for f in feats], time_axis=0)
+    geometry, _ = _pad_time([f.geometry for f in feats], time_axis=0)
     if video is not None:
         video = video_to_unit(video)
     labels = [s.label for s in samples]
@@ -90,19 +90,21 @@ def collate(samples: Sequence[Sample]) -> Batch:
 
 
 def _pad_time(
-    arrays: list[np.ndarray | None], *, time_axis: int, name: str
+    arrays: list[np.ndarray | None], *, time_axis: int
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Zero-pad along ``time_axis`` to the longest, stack, and mark real steps."""
-    present = [a is not None for a in arrays]
-    if not any(present):
+    """Zero-pad along ``time_axis`` to the longest, stack, and mark real steps. A sample
+    without this modality (a file with no video stream, say) is all padding: no real step,
+    which is how the model and the fusions see a missing modality."""
+    present = [a for a in arrays if a is not None]
+    if not present:
         return None, None
-    if not all(present):
-        raise ValueError(f"some samples in the batch have {name} and others do not")
-    lengths = [a.shape[time_axis] for a in arrays]
-    shape = list(arrays[0].shape)
-    shape[time_axis] = max(lengths)
-    out = np.zeros((len(arrays), *shape), dtype=arrays[0].dtype)
+    lengths = [0 if a is None else a.shape[time_axis] for a in arrays]
+    shape = list(present[0].shape)
+    shape[time_axis] = max(max(lengths), 1)
+    out = np.zeros((len(arrays), *shape), dtype=present[0].dtype)
     for i, a in enumerate(arrays):
+        if a is None:
+            continue
         index = [i] + [slice(None)] * a.ndim
         index[1 + time_axis] = slice(0, a.shape[time_axis])
         out[tuple(index)] = a

@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from avsent.errors import AvsentError
+from avsent.errors import AvsentError, ConfigError
 from avsent.training.checkpoint import load_model
 from avsent.training.data import SPLIT_FILE, build_run_data, load_clips, saved_split, split_clips
 from avsent.training.distributed import DistContext, resolve_device
@@ -23,12 +23,14 @@ def evaluate_run(
     part: str = "test",
     reconfigure: Callable[[Any], Any] | None = None,
     progress: bool = True,
+    drop: str | None = None,
 ) -> dict[str, Any]:
     """A report of ``run``'s model on ``part`` (train/val/test/all) of its data.
 
     ``reconfigure`` maps the run's config to the one to read data with (e.g. another
     dataset); only its ``data`` and ``train`` sections are used — the model and its
     front-ends stay as trained. The run's saved split is used while the dataset is the same.
+    ``drop`` ("audio" or "video") scores the clips without that modality.
     """
     run = Path(run)
     model, trained = load_model(run, which)
@@ -74,7 +76,11 @@ def evaluate_run(
     dataset = data.datasets[part]
     if not len(dataset):
         raise AvsentError(f"no usable clips in the {part!r} part of {config.data.dataset.name!r}")
-    ev = evaluate(model, dataset, config=config, ctx=ctx)
+    if drop is not None and not (model.uses_audio and model.uses_video):
+        raise ConfigError(
+            "--drop", f"needs an audio-visual model; {trained.recipe!r} has one modality"
+        )
+    ev = evaluate(model, dataset, config=config, ctx=ctx, drop=drop)
     chosen_paths = {str(c.path) for c in chosen}
     return {
         "run": str(run),
@@ -82,6 +88,7 @@ def evaluate_run(
         "dataset": config.data.dataset.name,
         "split": part,
         "checkpoint": which,
+        "dropped": drop,
         **classification_report(ev.y_true, ev.y_pred, model.class_names),
         "loss": ev.loss,
         "skipped_clips": [[p, why] for p, why in data.failed if p in chosen_paths],

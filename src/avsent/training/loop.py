@@ -138,8 +138,10 @@ def evaluate(
     *,
     config: Any,
     ctx: DistContext | None = None,
+    drop: str | None = None,
 ) -> Evaluation:
-    """Predictions for every sample of ``dataset``; sharded over ranks, gathered on all."""
+    """Predictions for every sample of ``dataset``; sharded over ranks, gathered on all.
+    ``drop`` ("audio" or "video") scores every clip as if it lacked that modality."""
     ctx = ctx or DistContext(device=next(model.parameters()).device)
     model.eval()
     indices = distributed.shard(len(dataset), ctx)
@@ -155,6 +157,8 @@ def evaluate(
     offset = 0
     for batch in loader:
         batch = batch.to(ctx.device)
+        if drop is not None:
+            batch = batch.without(drop)
         with autocast(config, ctx.device):
             logits = windowed_logits(model, batch, window).float()
         loss_sum += float(nn.functional.cross_entropy(logits, batch.targets, reduction="sum"))
