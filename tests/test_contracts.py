@@ -64,16 +64,6 @@ KNOWN_BROKEN: dict[tuple[str, str], tuple[str, str]] = {
         "padded frames are zeroed only at the input: after BatchNorm they are non-zero, "
         "reach real frames through the next 3-D convs, and channel attention pools over them",
     ),
-    ("video_encoder", "i3dd"): (
-        "padded tokens must be zero",
-        "tokens of padded frames are not zeroed (and, as in densenet3d, padded frames re-enter "
-        "the temporal 3-D convs after BatchNorm, so a clip alone differs from it in a batch)",
-    ),
-    ("video_encoder", "densenet3d"): (
-        "padded tokens must be zero",
-        "tokens of padded frames are not zeroed (and padded frames re-enter the temporal 3-D "
-        "convs after BatchNorm, so a clip alone differs from it in a batch)",
-    ),
     ("fusion", "vcan-select"): (
         "must not depend on what padded tokens hold",
         "a clip whose video is all padding keeps no frame, and masked_softmax then weights "

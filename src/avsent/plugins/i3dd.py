@@ -107,8 +107,19 @@ class _DenseLayer(nn.Module):
             nn.Dropout3d(dropout) if dropout > 0 else nn.Identity(),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x, self.body(x)], dim=1)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, _run_masked(self.body, x, mask)], dim=1)
+
+
+def _run_masked(layers: nn.Sequential, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``layers`` applied in turn with padded frames zeroed after each one, so what the
+    next temporal convolution reads at a padded frame is always zero: a clip's tokens are
+    the same alone or padded in a batch (BatchNorm's shift would otherwise re-fill them)."""
+    for layer in layers:
+        x = layer(x, mask) if isinstance(layer, _DenseLayer) else layer(x)
+        keep = downsample_mask(mask, x.shape[2]) if x.shape[2] != mask.shape[1] else mask
+        x = x * keep[:, None, :, None, None].to(x.dtype)
+    return x
 
 
 class DenseNet3D(nn.Module):
@@ -195,7 +206,7 @@ class DenseNet3D(nn.Module):
             raise ValueError(f"expected frames [B, C, T, H, W], got shape {tuple(x.shape)}")
         self.check_input(*x.shape[2:])
         x = x * mask[:, None, :, None, None].to(x.dtype)  # padded frames carry nothing
-        y = self.features(x).mean(dim=(3, 4))  # pool space → [B, D, T']
+        y = _run_masked(self.features, x, mask).mean(dim=(3, 4))  # pool space → [B, D, T']
         tokens = y.transpose(1, 2)
         return Tokens(tokens, downsample_mask(mask, tokens.shape[1]))
 
