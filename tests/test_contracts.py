@@ -54,11 +54,6 @@ KNOWN_BROKEN: dict[tuple[str, str], tuple[str, str]] = {
         "floor-mode MaxPool2d drops a clip's last odd steps when alone, while in a batch "
         "downsample_mask marks the token covering them (and padding) real",
     ),
-    ("audio_encoder", "lstm"): (
-        "a token is real when any input step it covers is real",
-        "readout='last' returns an all-ones mask: an all-padding clip gets one real token, "
-        "read from its padded first step",
-    ),
     ("video_encoder", "cmavf-3dcnn"): (
         "alone must equal its tokens in a batch",
         "padded frames are zeroed only at the input: after BatchNorm they are non-zero, "

@@ -31,7 +31,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from avsent.contracts import Tokens
 from avsent.errors import ConfigError
 from avsent.hookspecs import hookimpl
-from avsent.layers.masks import downsample_mask, masked_softmax, zero_padded_steps
+from avsent.layers.masks import downsample_mask, masked_softmax, zero_padded_steps, zero_padding
 from avsent.recipe import Recipe
 
 _unit = [v.ge(0.0), v.lt(1.0)]
@@ -78,8 +78,8 @@ class LSTMEncoder(nn.Module):
         out, (h, _) = self.lstm(packed)
         if self.config.readout == "last":
             last = h[-self.directions :].transpose(0, 1).reshape(batch, self.out_dim)
-            ones = torch.ones(batch, 1, dtype=torch.bool, device=x.device)
-            return Tokens(self.output_drop(last).unsqueeze(1), ones)
+            real = mask.any(dim=1, keepdim=True)  # a clip with no real step has no token
+            return Tokens(zero_padding(self.output_drop(last).unsqueeze(1), real), real)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=steps)
         return Tokens(self.output_drop(out) * mask.unsqueeze(-1), mask)
 
