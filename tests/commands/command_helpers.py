@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import soundfile as sf
 from click.testing import CliRunner, Result
 
 from avsent.cli import cli
@@ -37,3 +39,20 @@ def run_cli(*args: str | Path, expect: int = 0) -> Result:
     if result.exit_code != expect:
         raise AssertionError(f"exit {result.exit_code}:\n{result.output}") from result.exception
     return result
+
+
+def tones(root: Path) -> Path:
+    """Two classes of half-second tones: a folder dataset that needs no generation."""
+    for label, pitch in (("low", 200.0), ("high", 900.0)):
+        (root / label).mkdir(parents=True)
+        for i in range(6):
+            t = np.arange(8000, dtype=np.float32) / 16000
+            sf.write(
+                root / label / f"{i}.wav", 0.3 * np.sin(2 * np.pi * (pitch + 10 * i) * t), 16000
+            )
+    return root
+
+
+def squash(text: str) -> str:
+    """``text`` without whitespace: rich wraps long lines at the terminal's width."""
+    return "".join(text.split())

@@ -11,32 +11,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
-from command_helpers import run_cli
+from command_helpers import run_cli, tones
 
 from avsent.commands import train as train_command
 from avsent.training.checkpoint import checkpoint_path, read_checkpoint
-
-
-def _tones(root: Path) -> Path:
-    """Two classes of half-second tones: a folder dataset that needs no generation."""
-    for label, pitch in (("low", 200.0), ("high", 900.0)):
-        (root / label).mkdir(parents=True)
-        for i in range(6):
-            t = np.arange(8000, dtype=np.float32) / 16000
-            sf.write(
-                root / label / f"{i}.wav", 0.3 * np.sin(2 * np.pi * (pitch + 10 * i) * t), 16000
-            )
-    return root
 
 
 def _args(tmp_path: Path, run_dir: Path) -> list[str]:
     sets = ["data.workers=0", f"data.cache_dir={tmp_path / 'cache'}", "train.device=cpu",
             "train.batch_size=4", "audio.widths=[8,16]", "audio.stem_channels=8",
             "audio_intra.d_model=16"]  # fmt: skip
-    return ["train", "drsn-audio", "--data", str(_tones(tmp_path / "tones")), "--epochs", "1",
+    return ["train", "drsn-audio", "--data", str(tones(tmp_path / "tones")), "--epochs", "1",
             "--no-progress", "--run-dir", str(run_dir), "--nproc", "2",
             *(w for s in sets for w in ("--set", s))]  # fmt: skip
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import rich_click as click
 
 from avsent.cli import console, overrides_option, parse_overrides
-from avsent.commands.options import data_option, data_overrides, with_overrides
+from avsent.commands.options import check_run, data_option, data_overrides, with_overrides
 
 SPLITS = ("test", "val", "train", "all")
 
@@ -61,6 +61,7 @@ def evaluate(
     from avsent.training.evaluation import evaluate_run
     from avsent.training.report import results_table, write_report
 
+    check_run(run)
     changes = {**data_overrides(data), **parse_overrides(overrides)}
     part = split or ("all" if data else "test")
     report = evaluate_run(
@@ -68,7 +69,7 @@ def evaluate(
         which=which,
         part=part,
         reconfigure=lambda c: with_overrides(c, changes),
-        progress=not no_progress,
+        progress=not no_progress and console.is_terminal,
         drop=drop,
     )
     run_dir = run if run.is_dir() else run.parent.parent  # RUN/checkpoints/best.safetensors

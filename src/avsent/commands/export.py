@@ -8,6 +8,7 @@ from pathlib import Path
 import rich_click as click
 
 from avsent.cli import console
+from avsent.commands.options import check_run
 
 #: each format and the suffix of its default file name
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "exported-program": ".pt2"}
@@ -46,6 +47,7 @@ def export(run: Path, fmt: str, which: str, out: Path | None) -> None:
     from avsent.export import check_export, export_model
     from avsent.training.checkpoint import load_model
 
+    check_run(run)
     model, config = load_model(run, which)
     run_dir = run if run.is_dir() else run.parent.parent  # RUN/checkpoints/best.safetensors
     out = out or run_dir / "export" / f"model{SUFFIXES[fmt]}"

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from avsent.cli import console, err_console
-from avsent.commands.options import MANIFEST_SUFFIXES
+from avsent.commands.options import MANIFEST_SUFFIXES, check_run
 
 TOP = 3  #: classes shown per file in the table (--json and --out have them all)
 OUT_SUFFIXES = (".csv", ".jsonl")
@@ -70,6 +70,7 @@ def predict(
     if out is not None and out.suffix.lower() not in OUT_SUFFIXES:
         raise click.BadParameter(f"{out}: expected a .csv or .jsonl file", param_hint="--out")
     if checkpoint in ("best", "last"):
+        check_run(run)
         pipeline = Pipeline.from_run(run, checkpoint)
     else:
         pipeline = Pipeline.from_run(Path(checkpoint))

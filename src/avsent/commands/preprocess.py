@@ -8,6 +8,7 @@ import rich_click as click
 
 from avsent.cli import console, overrides_option
 from avsent.commands.options import build_config, config_option, data_option
+from avsent.commands.preflight import check_modalities
 
 
 @click.command()
@@ -42,6 +43,7 @@ def preprocess(
 
     config = build_config(recipe, config_path, data, overrides)
     clips, _ = load_clips(config)
+    check_modalities(config, clips)
     result = run_preprocess(
         clips,
         config,

@@ -12,6 +12,7 @@ from pathlib import Path
 import rich_click as click
 
 from avsent.cli import console
+from avsent.commands.options import check_run
 
 
 @click.command()
@@ -26,17 +27,17 @@ def report(run: Path, no_progress: bool) -> None:
     from avsent.training.evaluation import evaluate_run
     from avsent.training.report import results_table, write_metrics, write_report
 
+    check_run(run)
     last_path = checkpoint_path(run, "last")
     if not last_path.is_file():
-        folds = sorted(run.glob("fold-*"))
-        hint = f"; this is a k-fold run: report a fold, e.g. {folds[0]}" if folds else ""
-        raise AvsentError(f"{run}: no checkpoint {last_path.relative_to(run)}{hint}")
+        raise AvsentError(f"{run}: no checkpoint {last_path.relative_to(run)}")
     last = read_checkpoint(last_path).state
     split = Split.load(run / SPLIT_FILE)
     part = next((p for p in ("test", "val") if getattr(split, p)), None)
     if part is None:
         raise AvsentError(f"{run / SPLIT_FILE}: no test or validation clips to report on")
-    result = evaluate_run(run, which="best", part=part, progress=not no_progress)
+    progress = not no_progress and console.is_terminal
+    result = evaluate_run(run, which="best", part=part, progress=progress)
     result.update(
         best_epoch=last["best_epoch"],
         epochs=last["epoch"],

@@ -70,6 +70,6 @@ def reproduce(
         out_dir=out_dir,
         rows=[r for r in (rows or "").split(",") if r],
         console=console,
-        progress=not no_progress,
+        progress=not no_progress and console.is_terminal,
     )
     console.print(f"tables written to {out_dir}", markup=False, highlight=False)

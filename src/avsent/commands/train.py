@@ -14,7 +14,13 @@ from typing import Any
 import rich_click as click
 
 from avsent.cli import console, overrides_option
-from avsent.commands.options import build_config, config_option, data_option
+from avsent.commands.options import (
+    build_config,
+    config_option,
+    data_option,
+    missing_components,
+    write_plugin_provenance,
+)
 from avsent.commands.preflight import check_modalities
 from avsent.errors import AvsentError
 
@@ -71,7 +77,7 @@ def train(
     A run that fails before its first epoch removes the folder it created.
     """
     from avsent.training import distributed  # torch: imported only when a command runs
-    from avsent.training.checkpoint import CONFIG_FILE
+    from avsent.training.checkpoint import CONFIG_FILE, checkpoint_path
     from avsent.training.trainer import train as run_training
     from avsent.training.trainer import train_folds, train_seeds
 
@@ -91,6 +97,7 @@ def train(
             raise click.UsageError("this is a k-fold run: resume it with --folds all")
         if seeds is None and any(run_dir.glob("seed-*")):
             raise click.UsageError("this is a multi-seed run: resume it with --folds all --seeds …")
+        missing_components(saved)  # a plugin it was trained with may be gone
         config = build_config(None, saved, data, overrides, extra)
     else:
         config = build_config(recipe, config_path, data, overrides, extra)
@@ -103,6 +110,8 @@ def train(
     ctx = distributed.setup(config.train.device)
     try:
         run_dir = Path(distributed.broadcast_json(str(run_dir or _new_run_dir(config)), ctx))
+        if ctx.is_main and (resume or not checkpoint_path(run_dir, "last").is_file()):
+            write_plugin_provenance(run_dir, config)
         progress = not no_progress and console.is_terminal
         if seed_list is not None:
             train_seeds(
