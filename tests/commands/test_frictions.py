@@ -29,9 +29,11 @@ def test_recipe_with_config_lays_the_file_over_the_recipe(tmp_path: Path) -> Non
     mine = tmp_path / "my.toml"
     mine.write_text('recipe = "drsn-audio"\n[train]\nlr = 0.0005\n')  # only what it changes
     run_dir = tmp_path / "run"
-    run_cli("train", "drsn-audio", "--config", mine, "--data", tones(tmp_path / "tones"),
-            "--epochs", "1", "--run-dir", run_dir, "--no-progress", *TINY,
+    result = run_cli("train", "drsn-audio", "--config", mine, "--data", tones(tmp_path / "tones"),
+            "--epochs", "1", "--run-dir", run_dir, *TINY,
             "--set", f"data.cache_dir={tmp_path / 'cache'}")  # fmt: skip
+    assert "data: reading dataset 'folder'" in result.output  # not a terminal: a line...
+    assert "Hashing files" not in result.output  # ...where a terminal gets progress bars
     saved = tomllib.loads((run_dir / "config.toml").read_text())
     assert saved["recipe"] == "drsn-audio" and saved["video"]["name"] == "none"  # the recipe
     assert saved["train"]["lr"] == 0.0005 and saved["train"]["epochs"] == 1  # file, --epochs
