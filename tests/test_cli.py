@@ -75,3 +75,35 @@ def test_describe_prints_parameter_counts():
     rows = json.loads(invoke("describe", "mavsa-di-small", "--json"))
     assert rows[0]["recipe"] == "mavsa-di-small"
     assert rows[0]["parameters"] == sum(rows[0]["parts"].values())
+
+
+def test_config_show_lists_unset_fields_as_comments_in_their_table():
+    from avsent.config import to_dict
+    from avsent.run_config import default_run_config
+
+    text = invoke("config", "show", "mavsa-di")
+    faces = text[text.index("\n[faces]\n") :]
+    faces = faces[: faces.index("\n[", 1)]  # the [faces] table's own lines
+    assert "\n# sample_fps = (unset)" in faces
+    assert tomllib.loads(text) == to_dict(default_run_config("mavsa-di"))  # comments only
+
+
+def test_describe_applies_set_overrides():
+    plain, wider = (
+        json.loads(invoke("describe", "mavsa-di-small", *extra, "--json"))[0]
+        for extra in ((), ("--set", "video.growth_rate=16"))
+    )
+    assert wider["parts"]["audio_encoder"] == plain["parts"]["audio_encoder"]
+    assert wider["parts"]["video_encoder"] > plain["parts"]["video_encoder"]
+
+
+def test_readme_compose_builds_the_mavsa_di_model():
+    import avsent
+    from avsent.model import count_parameters
+
+    [row] = json.loads(invoke("describe", "mavsa-di", "--json"))
+    model = avsent.compose(
+        audio="drsn", video="i3dd", audio_intra="ima", video_intra="ima", fusion="cma"
+    )  # README.md, "In Python"
+    assert count_parameters(model) == row["parameters"]
+    assert {k: count_parameters(m) for k, m in model.named_children()} == row["parts"]

@@ -55,7 +55,9 @@ def create_model(
 ) -> AVModel:
     """A registered recipe's model, with nested overrides per slot.
 
-    >>> create_model("mavsa-di-small", video={"growth_rate": 8})  # doctest: +SKIP
+    >>> model = create_model("mavsa-di-small", video={"growth_rate": 8})
+    >>> model.uses_audio and model.uses_video, len(model.class_names)
+    (True, 7)
     """
     from avsent.config import merge
     from avsent.labels import EMOTIONS

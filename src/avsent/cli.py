@@ -6,13 +6,14 @@ import json
 import sys
 from typing import Any
 
+import attrs
 import rich_click as click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from avsent import __version__
-from avsent.config import dump_toml, parse_override, to_dict
+from avsent.config import Choice, dump_toml, parse_override, to_dict
 from avsent.errors import AvsentError
 from avsent.registry import KINDS, get_registry
 
@@ -115,21 +116,64 @@ def config_show(recipe: str, overrides: tuple[str, ...]) -> None:
     from avsent.run_config import default_run_config
 
     cfg = default_run_config(recipe, parse_overrides(overrides))
-    click.echo(dump_toml(to_dict(cfg)), nl=False)
+    click.echo(with_unset_fields(dump_toml(to_dict(cfg)), unset_fields(cfg)), nl=False)
+
+
+def unset_fields(obj: Any, table: str = "") -> dict[str, list[str]]:
+    """TOML table → the fields of ``obj`` left at ``None`` there (TOML has no null, so
+    ``to_dict`` drops them and a user would not know they exist)."""
+    found: dict[str, list[str]] = {}
+    if isinstance(obj, Choice):  # a slot's table holds its component's fields
+        return unset_fields(obj.config, table) if obj.config is not None else found
+    for field in attrs.fields(type(obj)):
+        value = getattr(obj, field.name)
+        if value is None:
+            found.setdefault(table, []).append(field.name)
+        elif isinstance(value, Choice) or attrs.has(type(value)):
+            inner = f"{table}.{field.name}" if table else field.name
+            for name, fields in unset_fields(value, inner).items():
+                found.setdefault(name, []).extend(fields)
+    return found
+
+
+def with_unset_fields(text: str, unset: dict[str, list[str]]) -> str:
+    """``text`` (TOML) with ``# field = (unset)`` at the end of each table's lines."""
+
+    def comments(table: str) -> list[str]:
+        return [f"# {name} = (unset)" for name in unset.pop(table, [])]
+
+    out: list[str] = []
+    table = ""
+    for line in text.splitlines():
+        header = line.startswith("[") and line.endswith("]") and not line.startswith("[[")
+        if header:
+            while out and not out[-1]:  # before the blank line that ends the table
+                out.pop()
+            out += [*comments(table), ""]
+            table = line[1:-1]
+        out.append(line)
+    out += comments(table)
+    for name in list(unset):  # tables that hold nothing but unset fields
+        out += ["", f"[{name}]", *comments(name)]
+    return "\n".join(out).lstrip("\n") + "\n"
 
 
 @cli.command()
 @click.argument("recipes", nargs=-1)
+@overrides_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def describe(recipes: tuple[str, ...], as_json: bool) -> None:
-    """Parameter counts of recipes' models (all recipes when none is named)."""
-    from avsent import create_model
-    from avsent.model import count_parameters
+def describe(recipes: tuple[str, ...], overrides: tuple[str, ...], as_json: bool) -> None:
+    """Parameter counts of recipes' models (all recipes when none is named), after `--set`."""
+    from avsent.labels import EMOTIONS
+    from avsent.model import build_model, count_parameters, inputs_for
+    from avsent.run_config import default_run_config
 
     names = recipes or tuple(c.name for c in get_registry().list("recipe"))
+    changes = parse_overrides(overrides)
     rows = []
     for name in names:
-        model = create_model(name)
+        config = default_run_config(name, changes)
+        model = build_model(config, inputs_for(config), EMOTIONS)
         parts = {
             part: count_parameters(module)
             for part, module in model.named_children()
