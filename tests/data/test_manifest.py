@@ -155,3 +155,13 @@ def test_a_symlink_loop_is_a_listed_problem_not_a_crash(media: Path) -> None:
     (media / "loop2").symlink_to(media / "loop1")
     clips = [Clip(media / "loop1", "happy"), Clip(media / "a.wav", "happy")]
     assert find_problems(clips, ("happy",)) == [f"{media / 'loop1'}: symlink loop"]
+
+
+@pytest.mark.parametrize("sep", [",", "\t"])
+def test_csv_header_names_are_read_in_any_case_and_spacing(media: Path, sep: str) -> None:
+    manifest = media / "clips.csv"
+    header = sep.join(["Path", " LABEL ", "Speaker", "SPLIT"])
+    manifest.write_text(f"{header}\n" + sep.join(["a.wav", "sad", "s1", "train"]) + "\n")
+    clips, _, problems = read_manifest(manifest)
+    assert problems == []
+    assert clips == [Clip(media / "a.wav", "sad", "s1", "train")]

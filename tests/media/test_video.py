@@ -236,3 +236,35 @@ def test_real_clips_decode(shared_data):
         assert clip.frames.shape[0] == 4 and clip.frames.shape[-1] == 3, path
         assert np.all(np.diff(clip.times) > 0), path
         assert math.isfinite(clip.duration) and clip.duration > 1.0, path
+
+
+@pytest.mark.parametrize(("tag", "corner"), [("90", "top-right"), ("270", "bottom-left")])
+def test_old_style_rotate_tag_turns_clockwise(tmp_path, monkeypatch, tag, corner):
+    """Phones' ``rotate`` tag is clockwise (a display matrix turns the other way).
+
+    FFmpeg now reads the tag into a display matrix for MP4, so the stream metadata is
+    stood in for; what the tag means and how the frame turns are the real code."""
+    from types import SimpleNamespace
+
+    from avsent.media import video
+
+    def marked(i):
+        image = np.zeros((H, W, 3), np.uint8)
+        image[: H // 2, : W // 2] = 255  # top-left quadrant white
+        return image
+
+    real_tag = video._rotate_tag
+    assert real_tag(SimpleNamespace(metadata={"rotate": "bogus"})) == 0
+    monkeypatch.setattr(
+        video, "_rotate_tag", lambda stream: real_tag(SimpleNamespace(metadata={"rotate": tag}))
+    )
+    path = write_video(tmp_path / "old-phone.mp4", n=5, image=marked)
+    frame = read_frames(path, num_frames=2).frames[0].mean(-1)
+    assert frame.shape == (W, H)  # portrait now
+    quadrants = {
+        "top-left": frame[: W // 2, : H // 2],
+        "top-right": frame[: W // 2, H // 2 :],
+        "bottom-left": frame[W // 2 :, : H // 2],
+        "bottom-right": frame[W // 2 :, H // 2 :],
+    }
+    assert max(quadrants, key=lambda k: quadrants[k].mean()) == corner

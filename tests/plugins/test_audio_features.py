@@ -117,3 +117,22 @@ def test_real_files_of_every_kind(shared_data):
         assert np.isfinite(features).all(), path
         assert features[:128].max() > -20.0, path  # speech is well above the -100 dB floor
         assert features[128:].min() >= 0.0 and features[128:].max() == pytest.approx(1.0)
+
+
+def test_fmax_must_lie_above_fmin_and_at_most_at_nyquist():
+    assert from_dict(MelChromaConfig, {"sample_rate": 16000, "fmax": 8000}).fmax == 8000
+    assert from_dict(MelChromaConfig, {"sample_rate": 16000, "fmax": 7999.5}).fmax == 7999.5
+    assert from_dict(MelChromaConfig, {"fmin": 300.0, "fmax": 300.5}).fmax == 300.5
+    for bad in ({"fmin": 300.0, "fmax": 300.0}, {"fmin": 300.0, "fmax": 200.0}, {"fmax": 0.0}):
+        with pytest.raises(ConfigError, match="fmax"):
+            from_dict(MelChromaConfig, bad)
+
+
+def test_an_fmax_below_nyquist_narrows_the_mel_bands():
+    """A 6 kHz tone shows in the top mel band with fmax = sr/2, and nowhere below 4 kHz."""
+    y = tone(6000.0)
+    full = MelChroma()(y)[:128].mean(axis=1)
+    low = MelChroma(MelChromaConfig(fmax=4000.0))(y)[:128].mean(axis=1)
+    centres = librosa.mel_frequencies(n_mels=130, fmin=0.0, fmax=SR / 2)[1:-1]
+    assert centres[int(np.argmax(full))] == pytest.approx(6000.0, rel=0.1)
+    assert full.max() - low.max() > 30.0  # dB: the tone is outside every band below 4 kHz

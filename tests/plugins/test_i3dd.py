@@ -90,8 +90,15 @@ def test_i3dd_has_no_strided_conv_or_pooling_and_densenet3d_does():
 def test_trains(tmp_path):
     model = DenseNet3D(I3DDConfig(**SMALL), in_channels=1, frames=4, size=32, downsampling="spd")
     tokens = model(torch.randn(2, 1, 4, 32, 32), torch.ones(2, 4, dtype=torch.bool))
-    tokens.mean().sum().backward()
-    assert all(p.grad is not None for p in model.parameters())
+    weights = torch.randn(tokens.x.shape, generator=torch.Generator().manual_seed(0))
+    (tokens.x * weights).sum().backward()
+    # every weight gets a real gradient: a detached or dead path gives None or all zeros
+    dead = [
+        name
+        for name, p in model.named_parameters()
+        if p.grad is None or not torch.isfinite(p.grad).all() or not p.grad.any()
+    ]
+    assert dead == []
 
 
 def test_paper_preset_size():

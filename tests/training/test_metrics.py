@@ -111,3 +111,13 @@ def test_fold_summary_adds_weighted_figures_when_every_report_has_them() -> None
     reports = [classification_report([0, 1], [0, 0], ("a", "b")) for _ in range(2)]
     assert summarize_folds(reports)["weighted_f1"]["values"] == [reports[0]["weighted_f1"]] * 2
     assert "weighted_f1" not in summarize_folds([{"accuracy": 1, "macro_recall": 1, "macro_f1": 1}])
+
+
+def test_a_class_predicted_but_absent_from_the_labels_counts_in_macro_averages() -> None:
+    # class 2 never occurs but is predicted once: it enters the macro means with 0 scores
+    y_true, y_pred = [0, 0, 1, 1], [0, 0, 1, 2]
+    report = classification_report(y_true, y_pred, ("a", "b", "c", "d"))
+    assert report["macro_recall"] == pytest.approx((1 + 0.5 + 0) / 3)
+    assert report["macro_f1"] == pytest.approx((1 + 2 / 3 + 0) / 3)
+    assert report["macro_precision"] == pytest.approx((1 + 1 + 0) / 3)
+    assert report["macro_f1"] == pytest.approx(skm.f1_score(y_true, y_pred, average="macro"))
