@@ -201,7 +201,7 @@ class CrossModalAttention(nn.Module):
         )
         cross = is_video[:, None] != is_video[None, :]  # [T, T]
         both = audio.mask.any(1) & video.mask.any(1)  # [B]
-        return torch.where(both[:, None, None], cross, ~cross)
+        return cross == both[:, None, None]  # both present: cross; else within (no Where: ONNX)
 
 
 class MulTFusion(nn.Module):
