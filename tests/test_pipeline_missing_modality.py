@@ -11,22 +11,13 @@ from avsent.labels import EMOTIONS
 from avsent.model import build_model, inputs_for
 from avsent.pipeline import Pipeline
 from avsent.run_config import default_run_config
-
-TINY = {
-    "audio.stem_channels": 4,
-    "audio.widths": [4, 8],
-    "audio.units_per_stage": 1,
-    "video.growth_rate": 4,
-    "video.block_config": [1, 1],
-    "video.num_init_features": 8,
-    "faces.landmarks.name": "none",
-}
+from tiny_av import TINY_AV
 
 
 @pytest.fixture(scope="module")
 def av_pipeline() -> Pipeline:
     torch.manual_seed(0)
-    config = default_run_config("mavsa-di", TINY)
+    config = default_run_config("mavsa-di", TINY_AV)
     model = build_model(config, inputs_for(config), EMOTIONS)
     return Pipeline(model, config)
 

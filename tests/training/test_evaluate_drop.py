@@ -12,17 +12,9 @@ from avsent.labels import EMOTIONS
 from avsent.model import build_model, inputs_for
 from avsent.run_config import default_run_config
 from avsent.training.loop import evaluate
+from tiny_av import TINY_AV
 
-TINY = {
-    "audio.stem_channels": 4,
-    "audio.widths": [4, 8],
-    "audio.units_per_stage": 1,
-    "video.growth_rate": 4,
-    "video.block_config": [1, 1],
-    "video.num_init_features": 8,
-    "faces.landmarks.name": "none",
-    "train.batch_size": 4,
-}
+TINY = {**TINY_AV, "train.batch_size": 4}
 
 
 class Clips(torch.utils.data.Dataset):
