@@ -1,0 +1,255 @@
+"""Mutation scores of the core modules with mutmut: how many small planted bugs the tests catch.
+
+Each module is mutated on its own, in a scratch copy of the tree under
+``benchmarks/output/mutation/<module>/``, against only the test files that cover it, so a
+run of one small module takes minutes instead of the whole suite per mutant::
+
+    ./run python benchmarks/mutation.py --list
+    OMP_NUM_THREADS=1 ./run python benchmarks/mutation.py --only masks,metrics,schedule
+
+Results are merged into ``benchmarks/MUTATION.json`` (one entry per module, kept across
+runs) and rendered to ``benchmarks/MUTATION.md``: the score per module and every surviving
+mutant's diff, with a note where it is equivalent (no behaviour can tell it apart). The
+modules and their tests are listed here and, for a whole-tree ``mutmut run``, in
+``setup.cfg``; the script refuses to run when the two lists disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "benchmarks" / "output" / "mutation"
+RESULTS = ROOT / "benchmarks" / "MUTATION.json"
+REPORT = ROOT / "benchmarks" / "MUTATION.md"
+
+#: module → the test files that cover it (tests mirror the package; a few reach further)
+MODULES: dict[str, tuple[str, ...]] = {
+    "src/avsent/plugins/drsn.py": ("tests/plugins/test_drsn.py",),
+    "src/avsent/layers/spd_conv.py": ("tests/plugins/test_i3dd.py",),
+    "src/avsent/layers/masks.py": ("tests/layers/test_masks.py", "tests/plugins/test_attention.py"),
+    "src/avsent/plugins/attention.py": ("tests/plugins/test_attention.py",),
+    "src/avsent/contracts.py": ("tests/test_contracts.py",),
+    "src/avsent/plugins/audio_features.py": ("tests/plugins/test_audio_features.py",),
+    "src/avsent/faces/pipeline.py": (
+        "tests/faces/test_pipeline.py",
+        "tests/faces/test_crop_and_roi.py",
+    ),
+    "src/avsent/media/video.py": ("tests/media/test_video.py",),
+    "src/avsent/data/cache.py": ("tests/data/test_cache.py",),
+    "src/avsent/data/splits.py": ("tests/data/test_splits.py",),
+    "src/avsent/data/manifest.py": ("tests/data/test_manifest.py",),
+    "src/avsent/training/metrics.py": ("tests/training/test_metrics.py",),
+    "src/avsent/training/checkpoint.py": (
+        "tests/training/test_checkpoint.py",
+        "tests/training/test_loop.py",
+        "tests/training/test_best_and_warmup.py",
+    ),
+    "src/avsent/training/loop.py": (
+        "tests/training/test_loop.py",
+        "tests/training/test_best_and_warmup.py",
+    ),
+    "src/avsent/training/schedule.py": (
+        "tests/training/test_schedule.py",
+        "tests/training/test_best_and_warmup.py",
+    ),
+    "src/avsent/training/augment.py": ("tests/training/test_augment.py",),
+    "src/avsent/registry.py": ("tests/test_registry.py", "tests/test_hooks.py"),
+    "src/avsent/config.py": ("tests/test_config.py",),
+}
+
+#: surviving mutants that no behaviour can tell apart from the original, and why
+EQUIVALENT: dict[str, str] = {
+    "avsent.layers.masks.x_masked_softmax__mutmut_21": 'float("-INF") is float("-inf")',
+    "avsent.layers.masks.x_zero_padding__mutmut_2": (
+        "`.to(None)` keeps the bool mask; float x times bool promotes to x's dtype, same values"
+    ),
+    "avsent.layers.masks.x_zero_padded_steps__mutmut_4": "as x_zero_padding__mutmut_2 (audio)",
+    "avsent.layers.masks.x_zero_padded_steps__mutmut_8": "as x_zero_padding__mutmut_2 (video)",
+}
+
+#: statuses that count as caught, and as not caught, in the score
+CAUGHT = ("killed", "timeout")
+MISSED = ("survived", "no tests", "suspicious")
+
+
+def short(module: str) -> str:
+    """``src/avsent/layers/masks.py`` → ``masks`` (the ``--only`` name)."""
+    return Path(module).stem
+
+
+def check_setup_cfg() -> None:
+    """setup.cfg's whole-tree config must list the same modules and tests as MODULES."""
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "setup.cfg")
+    listed = parser.get("mutmut", "only_mutate").split()
+    tests = parser.get("mutmut", "pytest_add_cli_args_test_selection").split()
+    want_tests = sorted({t for files in MODULES.values() for t in files})
+    if sorted(listed) != sorted(MODULES) or sorted(tests) != want_tests:
+        sys.exit("setup.cfg [mutmut] and benchmarks/mutation.py MODULES disagree: update both")
+
+
+def prepare(module: str, tests: tuple[str, ...], work: Path) -> None:
+    """A scratch tree (src, tests, pyproject) whose setup.cfg mutates only ``module``."""
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(ROOT / "src", work / "src", ignore=ignore)
+    shutil.copytree(ROOT / "tests", work / "tests", ignore=ignore)
+    shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
+    lines = [
+        "[mutmut]",
+        "source_paths = src",
+        f"only_mutate = {module}",
+        "pytest_add_cli_args_test_selection =",
+        *(f"    {t}" for t in tests),
+        "pytest_add_cli_args =",
+        "    -p",
+        "    no:cacheprovider",
+        "process_isolation = forkserver",
+    ]
+    (work / "setup.cfg").write_text("\n".join(lines) + "\n")
+
+
+def mutmut(work: Path, *args: str, timeout: float | None = None) -> str:
+    """Run ``mutmut ARGS`` in ``work``; its output (raises on a failing exit)."""
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        # the scratch tree is not beside ../shared: point the real-media tests at it
+        "AVSENT_SHARED_DATA": os.environ.get(
+            "AVSENT_SHARED_DATA", str(ROOT.parent / "shared" / "data")
+        ),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "mutmut", *args],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"mutmut {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def run_module(module: str, children: int, timeout: float) -> dict:
+    """Mutate one module; its counts, score and surviving mutants with their diffs."""
+    work = WORK / short(module)
+    prepare(module, MODULES[module], work)
+    start = time.perf_counter()
+    mutmut(work, "run", "--max-children", str(children), timeout=timeout)
+    seconds = time.perf_counter() - start
+    statuses: dict[str, str] = {}
+    for line in mutmut(work, "results", "--all", "true").splitlines():
+        name, sep, status = line.strip().rpartition(": ")
+        if sep:
+            statuses[name] = status
+    counts: dict[str, int] = {}
+    for status in statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    survivors = [
+        {"name": name, "status": status, "diff": mutmut(work, "show", name).strip()}
+        for name, status in sorted(statuses.items())
+        if status in MISSED
+    ]
+    return {
+        "module": module,
+        "tests": list(MODULES[module]),
+        "counts": counts,
+        "seconds": round(seconds),
+        "date": time.strftime("%Y-%m-%d"),
+        "survivors": survivors,
+    }
+
+
+def score(entry: dict, *, without_equivalent: bool = False) -> float | None:
+    """Caught / (caught + missed), in %; equivalent survivors left out when asked."""
+    caught = sum(entry["counts"].get(s, 0) for s in CAUGHT)
+    missed = sum(entry["counts"].get(s, 0) for s in MISSED)
+    if without_equivalent:
+        missed -= sum(1 for s in entry["survivors"] if s["name"] in EQUIVALENT)
+    total = caught + missed
+    return 100.0 * caught / total if total else None
+
+
+def render(results: dict[str, dict]) -> str:
+    """MUTATION.md: the table of every module (run or not), then each survivor's diff."""
+    out = [
+        "# Mutation scores of the core modules",
+        "",
+        "Written by `benchmarks/mutation.py` (mutmut, each module against its own tests; see",
+        "CONTRIBUTING.md). Score = killed (or timed out) / all mutants that ran; *adjusted*",
+        "leaves out the surviving mutants listed as equivalent below.",
+        "",
+        "| module | tests | mutants | killed | survived | score | adjusted | run |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for module in MODULES:
+        entry = results.get(module)
+        if entry is None:
+            out.append(f"| `{module}` | | | | | not run | | |")
+            continue
+        c = entry["counts"]
+        killed = sum(c.get(s, 0) for s in CAUGHT)
+        missed = sum(c.get(s, 0) for s in MISSED)
+        raw, adjusted = score(entry), score(entry, without_equivalent=True)
+        tests = ", ".join(f"`{Path(t).name}`" for t in entry["tests"])
+        out.append(
+            f"| `{module}` | {tests} | {sum(c.values())} | {killed} | {missed} | "
+            f"{raw:.1f} % | {adjusted:.1f} % | {entry['date']}, {entry['seconds']} s |"
+        )
+    for module, entry in ((m, results[m]) for m in MODULES if m in results):
+        if not entry["survivors"]:
+            continue
+        out += ["", f"## Surviving mutants of `{module}`", ""]
+        for s in entry["survivors"]:
+            note = EQUIVALENT.get(s["name"], "not equivalent: a test is missing")
+            diff = "\n".join(
+                line for line in s["diff"].splitlines() if line.startswith(("+", "-", "@"))
+            )
+            out += [f"### `{s['name']}` ({s['status']})", "", note, "", "```diff", diff, "```", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="comma-separated module names (see --list)")
+    parser.add_argument("--list", action="store_true", help="print the module names and exit")
+    parser.add_argument("--children", type=int, default=1, help="mutants tested at once")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per module")
+    parser.add_argument("--render", action="store_true", help="only rewrite MUTATION.md")
+    args = parser.parse_args()
+    if args.list:
+        print("\n".join(f"{short(m):16} {m}" for m in MODULES))
+        return
+    check_setup_cfg()
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    chosen = list(MODULES)
+    if args.only:
+        names = {n.strip() for n in args.only.split(",")}
+        chosen = [m for m in MODULES if short(m) in names]
+        unknown = names - {short(m) for m in chosen}
+        if unknown:
+            sys.exit(f"unknown module(s): {', '.join(sorted(unknown))} (see --list)")
+    for module in [] if args.render else chosen:
+        print(f"mutating {module} ...", flush=True)
+        results[module] = run_module(module, args.children, args.timeout)
+        print(f"  {results[module]['counts']}  score {score(results[module]):.1f} %", flush=True)
+        RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    REPORT.write_text(render(results))
+    print(f"wrote {REPORT.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
