@@ -2,19 +2,26 @@
 
 Each clip is a real MP4 (H.264 video + AAC audio) so it goes through exactly the decode,
 face-detection and feature path a user's recordings go through. The class shows in both
-modalities, but neither is enough alone:
+modalities, and by construction neither is enough alone: the faces of *fear* and
+*surprise* are drawn from the same distribution, and so are those of *angry* and
+*disgusted*; the voices of *happy* and *surprise* are, and so are those of *sad* and
+*disgusted*. Each pair is told apart by the other modality only.
 
-* faces: brow angle/height, eye openness, mouth curve/opening and how much the mouth moves;
-  *fear* and *surprise* look alike, and so do *angry* and *disgusted*;
-* voices: pitch level, contour, tremor, loudness and syllable rate; *happy* and *surprise*
-  sound alike, and so do *sad* and *disgusted*.
+Every cue a clip shows is a realised value: the speaker's resting face or voice habit,
+plus the class's offset scaled by the speaker's expressiveness and the clip's intensity
+(face and voice drawn independently), plus per-clip jitter. The realised values are
+stored per clip in ``clips.json`` (:func:`latents`), so an oracle can measure what each
+modality could reach at best (``benchmarks/synthetic_ceiling.py``).
 
-On top, every clip draws a face intensity and a voice intensity independently (a strong
-face can come with a flat voice), and label-free variation: speaker (face colour/shape,
-base pitch), head position/scale/motion, lighting, background, camera and microphone noise.
+On top come the conditions the paper's components are for (its problem statement):
+background noise of three kinds (white, pink, babble) at an SNR drawn per clip down to
+0 dB — what DRSN's soft thresholding is for — and small, low-resolution faces: a face
+that fills a quarter to half of the frame, rendered at up to 3× lower resolution and
+upscaled (blur), then compressed at a drawn x264 quality — what SPD-Conv is for.
 
-Generation is deterministic from the seed and atomic: clips are written to a temporary
-folder that is renamed into place only once complete, with ``clips.json`` listing them.
+Generation is deterministic from the seed (each clip has its own), parallel over
+``workers`` processes, and atomic: clips are written to a temporary folder that is
+renamed into place only once complete, with ``clips.json`` listing them.
 """
 
 from __future__ import annotations
@@ -23,10 +30,13 @@ import contextlib
 import hashlib
 import json
 import math
+import multiprocessing
 import shutil
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from pathlib import Path
+from typing import Any
 
 import attrs
 import av
@@ -39,8 +49,11 @@ from avsent.contracts import Clip
 from avsent.errors import AvsentError
 from avsent.labels import EMOTIONS
 
-FORMAT_VERSION = 2  #: bump when the drawing or sound changes, so old caches are not reused
+FORMAT_VERSION = 3  #: bump when the drawing or sound changes, so old caches are not reused
 INDEX_FILE = "clips.json"
+NOISE_KINDS = ("white", "pink", "babble")
+#: fields that change how a set is made, not what it holds: left out of the folder's hash
+_NOT_HASHED = ("root", "workers")
 
 
 def _multiple_of(n: int):
@@ -51,13 +64,30 @@ def _multiple_of(n: int):
     return check
 
 
+def _range(low: float, high: float):
+    """A (min, max) pair within [low, high]."""
+
+    def check(instance: object, attribute: attrs.Attribute, value: tuple[float, float]) -> None:
+        if len(value) != 2 or not low <= value[0] <= value[1] <= high:
+            raise ValueError(f"must be [min, max] within [{low}, {high}], got {value}", attribute)
+
+    return check
+
+
+def _noise_kinds(instance: object, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+    if not value or set(value) - set(NOISE_KINDS):
+        raise ValueError(f"must be a non-empty list of {list(NOISE_KINDS)}, got {value}", attribute)
+
+
 @attrs.define
 class SyntheticConfig:
-    """Size and seed of the generated set; each distinct config gets its own folder."""
+    """Size, seed and conditions of the generated set; each distinct config gets its own
+    folder. The defaults are a small set for a quick first run; the benchmark preset
+    (:class:`SyntheticBenchmarkConfig`) is the same generative model at a corpus's size."""
 
     root: str = "~/.cache/avsent/synthetic"  #: parent folder; the set lives in a sub-folder
     clips_per_class: int = attrs.field(default=24, validator=v.ge(1))
-    speakers: int = attrs.field(default=6, validator=v.ge(1))
+    speakers: int = attrs.field(default=12, validator=v.ge(1))
     seconds: float = attrs.field(default=2.0, validator=[v.gt(0.2), v.le(30.0)])
     fps: int = attrs.field(default=25, validator=[v.ge(5), v.le(60)])
     #: frame side in pixels, a multiple of 16 (whole H.264 macroblocks)
@@ -65,14 +95,32 @@ class SyntheticConfig:
     sample_rate: int = attrs.field(default=16000, validator=v.in_((8000, 16000, 22050, 44100)))
     seed: int = attrs.field(default=0, validator=v.ge(0))
     face_noise: float = attrs.field(default=6.0, validator=v.ge(0.0))  #: pixel noise std (0-255)
-    snr_db: tuple[float, float] = (8.0, 24.0)  #: audio noise, drawn per clip in this range
+    #: background noise SNR, drawn per clip in this range
+    snr_db: tuple[float, float] = attrs.field(default=(0.0, 30.0), validator=_range(-20, 80))
+    noise_kinds: tuple[str, ...] = attrs.field(default=NOISE_KINDS, validator=_noise_kinds)
+    #: face width as a share of the frame, drawn per clip
+    face_width: tuple[float, float] = attrs.field(default=(0.25, 0.55), validator=_range(0.1, 0.6))
+    #: the frame is rendered this many times smaller and upscaled back (blur), drawn per clip
+    downscale: tuple[float, float] = attrs.field(default=(1.0, 3.0), validator=_range(1.0, 8.0))
+    #: x264 constant rate factor (higher = more compression), drawn per clip
+    crf: tuple[int, int] = attrs.field(default=(20, 32), validator=_range(0, 51))
+    workers: int = attrs.field(default=2, validator=v.ge(1))  #: generating processes
 
     def folder(self) -> Path:
-        """Where this config's clips live: ``root/v<format>-<hash of the other fields>``."""
+        """Where this config's clips live: ``root/v<format>-<hash of what the clips hold>``."""
         fields = attrs.asdict(self)
-        fields.pop("root")
+        for name in _NOT_HASHED:
+            fields.pop(name)
         digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
         return Path(self.root).expanduser() / f"v{FORMAT_VERSION}-{digest}"
+
+
+@attrs.define
+class SyntheticBenchmarkConfig(SyntheticConfig):
+    """The benchmark preset: RAVDESS's scale (24 speakers, 1,400 clips), same model."""
+
+    clips_per_class: int = attrs.field(default=200, validator=v.ge(1))
+    speakers: int = attrs.field(default=24, validator=v.ge(1))
 
 
 # -- class styles -----------------------------------------------------------------------
@@ -98,30 +146,56 @@ class VoiceStyle:
     bounce: float = 0.05  #: per-syllable pitch variation, in octaves
     tremor: float = 0.0  #: vibrato depth, in octaves
     energy: float = 0.55
-    rate: float = 3.5  #: syllables per second
+    rate: float = 3.5  #: syllables per second (the mouth shows it too)
     breath: float = 0.05  #: share of aspiration noise
 
 
+_WIDE_EYED = FaceStyle(brow_tilt=0.2, brow_raise=0.75, eye_open=0.45, smile=-0.1, mouth_open=0.5)
+_SCOWL = FaceStyle(brow_tilt=-0.65, brow_raise=-0.3, eye_open=-0.35, smile=-0.3, asymmetry=0.45)
+#: one face for fear and surprise, one for angry and disgusted: only the voice tells them apart
 FACES: dict[str, FaceStyle] = {
-    "sad": FaceStyle(brow_tilt=0.45, brow_raise=0.05, eye_open=-0.2, smile=-0.8, talk=0.5),
-    "angry": FaceStyle(brow_tilt=-0.7, brow_raise=-0.3, eye_open=-0.35, smile=-0.25, talk=1.3),
-    "surprise": FaceStyle(brow_tilt=0.1, brow_raise=0.8, eye_open=0.45, mouth_open=0.55),
-    "fear": FaceStyle(brow_tilt=0.35, brow_raise=0.7, eye_open=0.45, smile=-0.2, mouth_open=0.4),
+    "sad": FaceStyle(brow_tilt=0.45, brow_raise=0.05, eye_open=-0.2, smile=-0.8, talk=0.6),
+    "angry": _SCOWL,
+    "surprise": _WIDE_EYED,
+    "fear": _WIDE_EYED,
     "happy": FaceStyle(brow_raise=0.1, eye_open=-0.15, smile=0.9, mouth_open=0.25, talk=1.1),
-    "disgusted": FaceStyle(
-        brow_tilt=-0.6, brow_raise=-0.3, eye_open=-0.35, smile=-0.3, asymmetry=0.6
-    ),
+    "disgusted": _SCOWL,
     "neutral": FaceStyle(),
 }
+_BRIGHT = VoiceStyle(pitch=1.28, slope=0.5, bounce=0.18, energy=0.8, rate=4.5)
+_LOW = VoiceStyle(pitch=0.86, slope=-0.3, bounce=0.05, energy=0.32, rate=3.0, breath=0.2)
+#: one voice for happy and surprise, one for sad and disgusted: only the face tells them
+#: apart. Rates are equal within each face pair, since the mouth moves with the syllables.
 VOICES: dict[str, VoiceStyle] = {
-    "sad": VoiceStyle(pitch=0.85, slope=-0.3, energy=0.3, rate=2.5, breath=0.15),
-    "angry": VoiceStyle(pitch=1.25, slope=-0.2, bounce=0.15, energy=1.0, rate=5.0),
-    "surprise": VoiceStyle(pitch=1.3, slope=0.6, bounce=0.12, energy=0.8, rate=4.0),
-    "fear": VoiceStyle(pitch=1.35, slope=0.1, tremor=0.06, energy=0.6, rate=5.5, breath=0.2),
-    "happy": VoiceStyle(pitch=1.25, slope=0.45, bounce=0.22, energy=0.8, rate=4.2),
-    "disgusted": VoiceStyle(pitch=0.88, slope=-0.3, energy=0.35, rate=2.8, breath=0.25),
+    "sad": _LOW,
+    "angry": VoiceStyle(pitch=1.2, slope=-0.2, bounce=0.15, energy=1.0, rate=3.0),
+    "surprise": _BRIGHT,
+    "fear": VoiceStyle(pitch=1.35, slope=0.05, tremor=0.06, energy=0.55, rate=4.5, breath=0.22),
+    "happy": _BRIGHT,
+    "disgusted": _LOW,
     "neutral": VoiceStyle(),
 }
+
+
+def construction_ceilings() -> dict[str, float]:
+    """The best accuracy each modality allows by construction (equal class sizes).
+
+    Classes drawn from the same style cannot be told apart, so a classifier can be right
+    on at most one of them: the ceiling is (distinct styles) / (classes). Audio-visual
+    counts distinct (face, voice) pairs. These bound any model; noise, jitter and
+    intensity pull the reachable figure lower (the oracle in
+    ``benchmarks/synthetic_ceiling.py`` measures that).
+    """
+    n = len(EMOTIONS)
+    return {
+        "audio": len({VOICES[e] for e in EMOTIONS}) / n,
+        "video": len({FACES[e] for e in EMOTIONS}) / n,
+        "audio-visual": len({(FACES[e], VOICES[e]) for e in EMOTIONS}) / n,
+    }
+
+
+FACE_JITTER = 0.08  #: per-clip std of every face cue (label-free)
+VOICE_JITTER = 0.06  #: per-clip relative std of every voice cue (label-free)
 
 VOICE_TOP_HZ = 5000.0  #: harmonics above this carry little energy; leaving them out is faster
 
@@ -142,6 +216,10 @@ class Speaker:
     aspect: float  #: face height / width
     eye_gap: float
     pitch_hz: float
+    resting: FaceStyle  #: the speaker's face at rest (offsets from the neutral face)
+    expressiveness: float  #: × every expression and intonation
+    rate: float  #: × syllable rate: a fast or a slow talker
+    loudness: float  #: × energy
 
 
 def make_speakers(count: int, rng: np.random.Generator) -> list[Speaker]:
@@ -151,6 +229,7 @@ def make_speakers(count: int, rng: np.random.Generator) -> list[Speaker]:
         skin = (tone, tone * rng.uniform(0.72, 0.85), tone * rng.uniform(0.55, 0.7))
         hair_level = rng.uniform(0.05, 0.35)
         hair = (hair_level * rng.uniform(0.8, 1.3), hair_level, hair_level * rng.uniform(0.6, 1.0))
+        rest = rng.normal(0, 0.12, size=4)
         speakers.append(
             Speaker(
                 name=f"s{i + 1:02d}",
@@ -159,9 +238,53 @@ def make_speakers(count: int, rng: np.random.Generator) -> list[Speaker]:
                 aspect=float(rng.uniform(1.18, 1.4)),
                 eye_gap=float(rng.uniform(0.34, 0.42)),
                 pitch_hz=float(rng.choice([rng.uniform(95, 140), rng.uniform(170, 240)])),
+                resting=FaceStyle(*(float(x) for x in rest), talk=float(rng.uniform(0.85, 1.15))),
+                expressiveness=float(rng.uniform(0.75, 1.25)),
+                rate=float(rng.uniform(0.85, 1.15)),
+                loudness=float(rng.uniform(0.75, 1.3)),
             )
         )
     return speakers
+
+
+def realise_face(
+    style: FaceStyle, speaker: Speaker, intensity: float, rng: np.random.Generator
+) -> FaceStyle:
+    """The clip's face: resting face + expressiveness × intensity × class offset + jitter."""
+    scale = speaker.expressiveness * intensity
+    rest, values = attrs.asdict(speaker.resting), {}
+    for k, val in attrs.asdict(style).items():
+        offset = val - 1.0 if k == "talk" else val  # talk is a factor around 1
+        values[k] = rest[k] + scale * offset + rng.normal(0, FACE_JITTER)
+    values["asymmetry"] = abs(values["asymmetry"])  # a sneer is one-sided either way
+    values["talk"] = max(values["talk"], 0.1)
+    return FaceStyle(**values)
+
+
+def realise_voice(
+    style: VoiceStyle, speaker: Speaker, intensity: float, rng: np.random.Generator
+) -> VoiceStyle:
+    """The clip's voice: the class's cues toward neutral by intensity, the speaker's habits
+    (expressiveness widens intonation; rate and loudness), and relative jitter."""
+    neutral = VoiceStyle()
+
+    def mix(name: str) -> float:
+        a, b = getattr(style, name), getattr(neutral, name)
+        return b + intensity * (a - b)
+
+    def jitter() -> float:
+        return float(rng.normal(1.0, VOICE_JITTER))
+
+    e = speaker.expressiveness
+    return VoiceStyle(
+        pitch=2.0 ** (e * math.log2(mix("pitch"))) * jitter(),
+        slope=e * mix("slope") + rng.normal(0, 0.05),
+        bounce=e * mix("bounce") * jitter(),
+        tremor=intensity * style.tremor * jitter(),
+        energy=mix("energy") * speaker.loudness * jitter(),
+        rate=mix("rate") * speaker.rate * jitter(),
+        breath=float(np.clip(mix("breath") * jitter(), 0.0, 0.6)),
+    )
 
 
 # -- audio ------------------------------------------------------------------------------
@@ -189,37 +312,23 @@ def syllable_envelope(
 
 
 def synthesize_voice(
-    style: VoiceStyle,
-    speaker: Speaker,
-    intensity: float,
-    seconds: float,
-    sr: int,
-    snr_db: tuple[float, float],
-    rng: np.random.Generator,
+    voice: VoiceStyle, f0_hz: float, seconds: float, sr: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A voiced utterance: (float32 samples [N] in -1..1, syllable envelope [N])."""
-    neutral = VoiceStyle()
-
-    def mix(a: float, b: float) -> float:
-        return b + intensity * (a - b)
-
+    """A clean voiced utterance with realised cues: (samples [N], syllable envelope [N])."""
     n = round(seconds * sr)
     t = np.arange(n) / sr
-    rate = mix(style.rate, neutral.rate) * rng.uniform(0.85, 1.15)
-    env, syl = syllable_envelope(n, sr, rate, rng)
+    env, syl = syllable_envelope(n, sr, voice.rate, rng)
 
-    bounce = mix(style.bounce, neutral.bounce)
-    syl_offsets = rng.normal(0, bounce, size=int(syl.max()) + 1)
+    syl_offsets = rng.normal(0, voice.bounce, size=int(syl.max()) + 1)
     octaves = (
-        mix(style.slope, neutral.slope) * (t / seconds - 0.5)
+        voice.slope * (t / seconds - 0.5)
         + syl_offsets[syl]
-        + intensity * style.tremor * np.sin(2 * np.pi * rng.uniform(5.5, 8.0) * t)
+        + voice.tremor * np.sin(2 * np.pi * rng.uniform(5.5, 8.0) * t)
     )
     octaves = np.convolve(
         octaves, np.hanning(int(0.03 * sr)) / np.hanning(int(0.03 * sr)).sum(), "same"
     )
-    f0 = speaker.pitch_hz * mix(style.pitch, neutral.pitch) * 2.0**octaves
-    f0 *= rng.uniform(0.93, 1.07)  # label-free: the speaker's mood of the day
+    f0 = f0_hz * voice.pitch * 2.0**octaves
     phase = 2 * np.pi * np.cumsum(f0) / sr
 
     vowel_seq = rng.integers(0, len(VOWELS), size=int(syl.max()) + 1)
@@ -243,27 +352,45 @@ def synthesize_voice(
         voiced += gain * np.sin(k * phase)
     voiced /= np.abs(voiced).max() + 1e-9
 
-    breath = mix(style.breath, neutral.breath)
     aspiration = np.convolve(rng.normal(0, 1, n), [1, -0.6], "same") * 0.3
-    speech = env * ((1 - breath) * voiced + breath * aspiration)
-    speech *= mix(style.energy, neutral.energy) * rng.uniform(0.7, 1.3)
+    speech = env * ((1 - voice.breath) * voiced + voice.breath * aspiration)
+    return speech * (0.65 * voice.energy), env  # 0.65: the loudest voices stay below 1
 
+
+def background_noise(kind: str, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """Label-free noise [n]: white, pink (1/f power) or babble (three neutral talkers)."""
+    if kind == "white":
+        return rng.normal(0, 1, n)
+    if kind == "pink":
+        spectrum = np.fft.rfft(rng.normal(0, 1, n))
+        freqs = np.fft.rfftfreq(n, 1 / sr)
+        spectrum[1:] /= np.sqrt(freqs[1:])
+        spectrum[0] = 0
+        return np.fft.irfft(spectrum, n)
+    babble = np.zeros(n)
+    for _ in range(3):
+        talker = attrs.evolve(VoiceStyle(), rate=rng.uniform(3.0, 5.0))
+        speech, _ = synthesize_voice(talker, rng.uniform(95, 240), n / sr, sr, rng)
+        babble += np.roll(speech, int(rng.integers(0, n))) * rng.uniform(0.5, 1.0)
+    return babble
+
+
+def add_noise(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """``speech`` with ``noise`` scaled to ``snr_db`` (over the whole clip), in -1..1."""
     signal_power = np.mean(speech**2) + 1e-12
-    snr = rng.uniform(*snr_db)
-    noise = rng.normal(0, 1, n)
-    noise = np.convolve(noise, np.ones(3) / 3, "same")  # slightly coloured room noise
-    noise *= math.sqrt(signal_power / 10 ** (snr / 10) / (np.mean(noise**2) + 1e-12))
+    noise = noise * math.sqrt(signal_power / 10 ** (snr_db / 10) / (np.mean(noise**2) + 1e-12))
     samples = speech + noise
     peak = np.abs(samples).max()
     if peak > 0.98:
         samples *= 0.98 / peak
-    return samples.astype(np.float32), env
+    return samples.astype(np.float32)
 
 
 # -- video ------------------------------------------------------------------------------
 
 
 SUPERSAMPLE = 2  # draw at 2× and shrink: smooth edges without per-primitive anti-aliasing
+FACE_HALF_WIDTH = 0.27  #: at scale 1, as a share of the frame side
 
 
 def _bgr(rgb: tuple[float, float, float], scale: float = 1.0) -> tuple[int, int, int]:
@@ -290,7 +417,7 @@ def draw_face(
     s = size * SUPERSAMPLE
     img = background.copy()
     cx, cy = center[0] * s, center[1] * s
-    a = 0.27 * s * scale  # face half-width
+    a = FACE_HALF_WIDTH * s * scale  # face half-width
     b = a * speaker.aspect
 
     def P(x: float, y: float) -> tuple[int, int]:
@@ -389,51 +516,48 @@ def make_background(size: int, rng: np.random.Generator) -> np.ndarray:
 def render_frames(
     cfg: SyntheticConfig,
     speaker: Speaker,
-    style: FaceStyle,
-    intensity: float,
+    face: FaceStyle,
     envelope: np.ndarray,
     rng: np.random.Generator,
+    *,
+    face_width: float,
+    downscale: float,
 ) -> np.ndarray:
-    """The clip's frames [T, size, size, 3] uint8 RGB; the mouth follows ``envelope``."""
-    face = FaceStyle(
-        **{
-            k: (1.0 + intensity * (val - 1.0)) if k == "talk" else intensity * val
-            for k, val in attrs.asdict(style).items()
-        }
-    )
-    # label-free jitter on the expression itself
-    face = attrs.evolve(
-        face,
-        brow_raise=face.brow_raise + rng.normal(0, 0.12),
-        eye_open=face.eye_open + rng.normal(0, 0.08),
-        smile=face.smile + rng.normal(0, 0.15),
-    )
+    """The clip's frames [T, size, size, 3] uint8 RGB with the realised ``face``, its width
+    ``face_width`` of the frame, rendered ``downscale`` times smaller and upscaled back;
+    the mouth follows ``envelope``."""
     n_frames = round(cfg.seconds * cfg.fps)
     background = make_background(cfg.size, rng)
-    center = np.array([rng.uniform(0.4, 0.6), rng.uniform(0.42, 0.58)])
-    scale = rng.uniform(0.9, 1.1)
+    scale = face_width / (2 * FACE_HALF_WIDTH)
+    margin = np.array([1.0, speaker.aspect]) * FACE_HALF_WIDTH * scale + 0.02  # face in frame
+    center = rng.uniform(margin, 1 - margin)
     light = (rng.uniform(-1, 1), rng.uniform(0.75, 1.2))
     drift = rng.normal(0, 0.004, size=(n_frames, 2)).cumsum(0)
     sway = rng.uniform(0.005, 0.02) * np.sin(
         2 * np.pi * rng.uniform(0.3, 1.0) * np.arange(n_frames) / cfg.fps
     )
     blink_at = rng.uniform(0, cfg.seconds)
+    small = max(16, round(cfg.size / downscale))
     per_frame = len(envelope) / n_frames
     frames = np.empty((n_frames, cfg.size, cfg.size, 3), np.uint8)
     for i in range(n_frames):
         t = i / cfg.fps
         env = envelope[int(i * per_frame) : int((i + 1) * per_frame)].mean()
+        at = np.clip(center + drift[i] + (sway[i], 0.0), margin, 1 - margin)
         frame = draw_face(
             cfg.size,
             speaker,
             face,
-            center=(center[0] + drift[i, 0] + sway[i], center[1] + drift[i, 1]),
+            center=(float(at[0]), float(at[1])),
             scale=scale,
             mouth_open=max(0.0, 0.6 * face.mouth_open + 0.22 * face.talk * env),
             blink=0.15 if abs(t - blink_at) < 0.08 else 1.0,
             background=background,
             light=light,
         )
+        if small < cfg.size:  # a low-resolution camera, upscaled: the detail is gone
+            low = cv2.resize(frame, (small, small), interpolation=cv2.INTER_AREA)
+            frame = cv2.resize(low, (cfg.size, cfg.size), interpolation=cv2.INTER_LINEAR)
         noise = rng.standard_normal(frame.shape, dtype=np.float32) * cfg.face_noise
         frames[i] = np.clip(frame + noise, 0, 255).astype(np.uint8)
     return frames
@@ -443,9 +567,9 @@ def render_frames(
 
 
 def write_av_clip(
-    path: Path, frames: np.ndarray, fps: int, samples: np.ndarray, sample_rate: int
+    path: Path, frames: np.ndarray, fps: int, samples: np.ndarray, sample_rate: int, crf: int = 20
 ) -> None:
-    """Frames [T,H,W,3] RGB + mono float samples → MP4 (H.264 yuv420p + AAC)."""
+    """Frames [T,H,W,3] RGB + mono float samples → MP4 (H.264 yuv420p at ``crf`` + AAC)."""
     with av.open(str(path), "w", format="mp4") as out:
         video = out.add_stream("libx264", rate=fps)
         video.width, video.height = frames.shape[2], frames.shape[1]
@@ -453,7 +577,7 @@ def write_av_clip(
         # one thread and no macroblock-tree rate control: otherwise x264's bytes vary run to
         # run, and the feature cache (keyed by file content) would miss after a regeneration
         video.options = {
-            "crf": "20",
+            "crf": str(crf),
             "preset": "veryfast",
             "threads": "1",
             "x264-params": "mbtree=0",
@@ -479,14 +603,37 @@ def write_av_clip(
 
 def generate_clip(
     cfg: SyntheticConfig, label: str, speaker: Speaker, rng: np.random.Generator, path: Path
-) -> None:
-    face_intensity = rng.uniform(0.5, 1.0)
-    voice_intensity = rng.uniform(0.5, 1.0)
-    samples, envelope = synthesize_voice(
-        VOICES[label], speaker, voice_intensity, cfg.seconds, cfg.sample_rate, cfg.snr_db, rng
+) -> dict[str, Any]:
+    """Write one clip; returns its latent parameters (the realised cues and conditions)."""
+    face_intensity = float(rng.uniform(0.5, 1.0))
+    voice_intensity = float(rng.uniform(0.5, 1.0))
+    face = realise_face(FACES[label], speaker, face_intensity, rng)
+    voice = realise_voice(VOICES[label], speaker, voice_intensity, rng)
+    speech, envelope = synthesize_voice(voice, speaker.pitch_hz, cfg.seconds, cfg.sample_rate, rng)
+    kind = str(rng.choice(cfg.noise_kinds))
+    snr = float(rng.uniform(*cfg.snr_db))
+    noise = background_noise(kind, len(speech), cfg.sample_rate, rng)
+    samples = add_noise(speech, noise, snr)
+    face_width = float(rng.uniform(*cfg.face_width))
+    downscale = float(rng.uniform(*cfg.downscale))
+    crf = int(rng.integers(cfg.crf[0], cfg.crf[1] + 1))
+    frames = render_frames(
+        cfg, speaker, face, envelope, rng, face_width=face_width, downscale=downscale
     )
-    frames = render_frames(cfg, speaker, FACES[label], face_intensity, envelope, rng)
-    write_av_clip(path, frames, cfg.fps, samples, cfg.sample_rate)
+    write_av_clip(path, frames, cfg.fps, samples, cfg.sample_rate, crf=crf)
+    return {
+        "face": attrs.asdict(face),
+        "voice": {**attrs.asdict(voice), "f0_hz": speaker.pitch_hz * voice.pitch},
+        "conditions": {
+            "face_intensity": face_intensity,
+            "voice_intensity": voice_intensity,
+            "noise": kind,
+            "snr_db": snr,
+            "face_width": face_width,
+            "downscale": downscale,
+            "crf": crf,
+        },
+    }
 
 
 def clip_plan(cfg: SyntheticConfig) -> list[tuple[str, str, Speaker, int]]:
@@ -508,16 +655,64 @@ def clip_plan(cfg: SyntheticConfig) -> list[tuple[str, str, Speaker, int]]:
     return plan
 
 
+def _read_entries(folder: Path) -> list[dict[str, Any]] | None:
+    try:
+        return json.loads((folder / INDEX_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def read_index(folder: Path) -> list[Clip] | None:
     """The clips of a complete generated folder, or None when it is missing or incomplete."""
-    try:
-        entries = json.loads((folder / INDEX_FILE).read_text())
-    except (OSError, ValueError):
+    entries = _read_entries(folder)
+    if entries is None:
         return None
     clips = [Clip(folder / e["file"], e["label"], e["speaker"]) for e in entries]
     if not all(c.path.is_file() and c.path.stat().st_size > 0 for c in clips):
         return None
     return clips
+
+
+def latents(cfg: SyntheticConfig) -> list[dict[str, Any]]:
+    """Per clip of the generated set, in :func:`generate`'s order: file, label, speaker and
+    the latent parameters (``face``, ``voice`` cues as realised; ``conditions``)."""
+    generate(cfg)
+    return _read_entries(cfg.folder()) or []
+
+
+def _make_clip(
+    cfg: SyntheticConfig, name: str, label: str, speaker: Speaker, seed: int, out: Path
+) -> dict[str, Any]:
+    """One plan entry → its index entry (runs in a worker process)."""
+    cv2.setNumThreads(1)  # the workers are the parallelism
+    latent = generate_clip(cfg, label, speaker, np.random.default_rng(seed), out / name)
+    return {"file": name, "label": label, "speaker": speaker.name, **latent}
+
+
+def _write_clips(cfg: SyntheticConfig, out: Path, bar: Progress, task: Any) -> list[dict]:
+    """Every clip of the plan into ``out``, over ``cfg.workers`` processes; index entries."""
+    plan = clip_plan(cfg)
+    if cfg.workers == 1:
+        entries = []
+        for item in plan:
+            entries.append(_make_clip(cfg, *item, out))
+            bar.advance(task)
+        return entries
+    # spawn, not fork: the caller may hold torch's threads, which a fork would copy broken
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(cfg.workers, mp_context=context) as pool:
+        futures = [pool.submit(_make_clip, cfg, *item, out) for item in plan]
+        try:
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    future.result()  # raises a worker's error here
+                    bar.advance(task)
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+        return [f.result() for f in futures]
 
 
 def generate(cfg: SyntheticConfig) -> list[Clip]:
@@ -533,14 +728,10 @@ def generate(cfg: SyntheticConfig) -> list[Clip]:
             return clips
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         try:
-            entries = []
-            plan = clip_plan(cfg)
+            total = len(EMOTIONS) * cfg.clips_per_class
             with Progress(transient=True) as bar:  # once per config: tell the user why we wait
-                task = bar.add_task(f"Generating synthetic clips in {folder}", total=len(plan))
-                for name, label, speaker, seed in plan:
-                    generate_clip(cfg, label, speaker, np.random.default_rng(seed), tmp / name)
-                    entries.append({"file": name, "label": label, "speaker": speaker.name})
-                    bar.advance(task)
+                task = bar.add_task(f"Generating synthetic clips in {folder}", total=total)
+                entries = _write_clips(cfg, tmp, bar, task)
             (tmp / INDEX_FILE).write_text(json.dumps(entries, indent=1))
             tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
             if folder.exists():  # incomplete leftovers of an older attempt

@@ -25,7 +25,7 @@ from attrs import validators as v
 from avsent.contracts import Clip
 from avsent.data import corpora
 from avsent.data.manifest import DatasetProblems, read_manifest, validate_clips
-from avsent.data.synthetic import SyntheticConfig, generate
+from avsent.data.synthetic import SyntheticBenchmarkConfig, SyntheticConfig, generate
 from avsent.errors import ConfigError
 from avsent.hookspecs import hookimpl
 from avsent.labels import EMOTIONS
@@ -403,6 +403,12 @@ def register_datasets(register):
         synthetic_dataset,
         config=SyntheticConfig,
         description="generated talking faces with emotional voices (built-in default)",
+    )
+    register.dataset(
+        "synthetic-benchmark",
+        synthetic_dataset,
+        config=SyntheticBenchmarkConfig,
+        description="the same generator at RAVDESS's scale: 24 speakers, 1,400 clips",
     )
     register.dataset(
         "folder", folder_dataset, config=FolderConfig, description="root/<label>/<clips>"
