@@ -51,9 +51,15 @@ class FacesConfig:
 
 @attrs.define
 class SplitConfig:
-    """How clips are divided; ``speaker-kfold`` and ``loso`` keep speakers apart."""
+    """How clips are divided; ``speaker-kfold`` and ``loso`` keep speakers apart.
 
-    method: Literal["random", "speaker-kfold", "loso", "predefined"] = "random"
+    ``auto`` (the default; paper silent) is ``speaker-kfold`` when every clip has a speaker
+    and there are at least ``folds`` of them, else ``random``: a model tested on speakers
+    it trained on scores the speaker as much as the emotion, so test speakers are kept
+    unseen whenever the data allows (:func:`avsent.data.splits.resolve_method`).
+    """
+
+    method: Literal["auto", "random", "speaker-kfold", "loso", "predefined"] = "auto"
     folds: int = attrs.field(default=5, validator=v.ge(2))
     fold: int = attrs.field(default=0, validator=v.ge(0))
     val_fraction: float = attrs.field(default=0.15, validator=[v.ge(0.0), v.lt(1.0)])

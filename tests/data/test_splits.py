@@ -47,6 +47,20 @@ def test_random_split_is_stratified_and_seeded() -> None:
     assert make_split(clips, config, seed=2).test != split.test
 
 
+def test_auto_keeps_speakers_apart_whenever_the_data_allows() -> None:
+    with_speakers = make_split(corpus(speakers=6), SplitConfig(folds=5), seed=0)
+    assert with_speakers.method == "speaker-kfold"
+    assert not with_speakers.speakers("test") & with_speakers.speakers("train")
+    assert with_speakers.notes[0].startswith("split method auto → speaker-kfold")
+    assert n_folds(corpus(speakers=6), SplitConfig(folds=5)) == 5
+    too_few = make_split(corpus(speakers=4), SplitConfig(folds=5), seed=0)
+    assert too_few.method == "random" and "only 4 speakers for 5 folds" in too_few.notes[0]
+    unnamed = make_split(corpus(speakers=6, speaker=False), SplitConfig(folds=5), seed=0)
+    assert unnamed.method == "random" and "not every clip has a speaker" in unnamed.notes[0]
+    given = make_split(corpus(speakers=6), SplitConfig(method="random"), seed=0)
+    assert given.method == "random" and not given.notes
+
+
 def test_small_classes_still_reach_validation_and_test() -> None:
     clips = [Clip(Path(f"/d/{i}.wav"), label) for label in LABELS for i in range(3)]
     split = make_split(clips, SplitConfig(val_fraction=0.1, test_fraction=0.1), seed=0)

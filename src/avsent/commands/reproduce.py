@@ -48,18 +48,14 @@ def reproduce(
     """Train every model of the paper's TABLE under one protocol; write it as Markdown + CSV.
 
     `table4`: RNN, 3D-DenseNet, VCAN, CMAVF-AD and MAVSA-DI. `table5`: MAVSA-DI without
-    DRSN, I3DD, IMA or CMA. Mean ± std over `--seeds`. When every clip has a speaker, the
-    split is speaker-independent (`data.split.method = speaker-kfold`) unless you set it.
+    DRSN, I3DD, IMA or CMA. Mean ± std over `--seeds`. The split is the run's own
+    (`data.split.method`, default `auto`: speaker-independent when every clip has a speaker).
     """
     from avsent.reproduce import reproduce as run_table
-    from avsent.training.data import load_clips
 
     changes = parse_overrides(overrides)
     base_config = build_config(base, None, data, overrides)
     changes.update(data_overrides(data))
-    clips, _ = load_clips(base_config)
-    if "data.split.method" not in changes and all(c.speaker for c in clips):
-        changes["data.split.method"] = "speaker-kfold"
     seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     out_dir = out or Path(base_config.runs_dir) / f"reproduce-{table}"
     run_table(

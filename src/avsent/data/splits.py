@@ -135,8 +135,28 @@ def loso_folds(clips: Sequence[Clip]) -> list[str]:
     return speakers_of(clips, "loso")
 
 
+def resolve_method(clips: Sequence[Clip], config: SplitConfig) -> tuple[SplitConfig, str]:
+    """``config`` with ``auto`` made concrete, and a note saying what it became and why
+    (empty for a method that was given)."""
+    if config.method != "auto":
+        return config, ""
+    speakers = {c.speaker for c in clips}
+    if None not in speakers and "" not in speakers and len(speakers) >= config.folds:
+        method = "speaker-kfold"
+        why = f"every clip has a speaker ({len(speakers)} speakers, {config.folds} folds)"
+    else:
+        method = "random"
+        why = (
+            f"only {len(speakers)} speakers for {config.folds} folds"
+            if None not in speakers and "" not in speakers
+            else "not every clip has a speaker"
+        )
+    return attrs.evolve(config, method=method), f"split method auto → {method}: {why}"
+
+
 def n_folds(clips: Sequence[Clip], config: SplitConfig) -> int:
     """How many folds the method has (1 for ``random`` and ``predefined``)."""
+    config, _ = resolve_method(clips, config)
     if config.method == "speaker-kfold":
         return len(speaker_folds(clips, config.folds))
     if config.method == "loso":
@@ -180,8 +200,9 @@ def make_split(
     groups the split is exactly what it was before groups existed.
     """
     clips = tuple(clips)
+    config, note = resolve_method(clips, config)
     if not groups:
-        return _make_split(clips, config, seed)
+        return _with_note(_make_split(clips, config, seed), note)
     original = {i: group[0] for group in groups for i in group[1:]}
     kept = [i for i in range(len(clips)) if i not in original]
     inner = _make_split([clips[i] for i in kept], config, seed)
@@ -190,8 +211,13 @@ def make_split(
         if first in part_of:
             part_of[copy] = part_of[first]
     parts = {name: sorted(i for i, p in part_of.items() if p == name) for name in PARTS}
-    note = f"{len(original)} byte-identical copies kept in the part of the clip they copy"
-    return attrs.evolve(inner, **parts, clips=clips, notes=(*inner.notes, note))
+    copies = f"{len(original)} byte-identical copies kept in the part of the clip they copy"
+    split = attrs.evolve(inner, **parts, clips=clips, notes=(*inner.notes, copies))
+    return _with_note(split, note)
+
+
+def _with_note(split: Split, note: str) -> Split:
+    return attrs.evolve(split, notes=(note, *split.notes)) if note else split
 
 
 def _make_split(clips: Sequence[Clip], config: SplitConfig, seed: int) -> Split:

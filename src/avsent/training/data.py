@@ -153,9 +153,13 @@ def build_run_data(
         sizes = ", ".join(f"{part} {len(datasets[part])}" for part in parts)
         modes = " → ".join(audio_modes(config))
         console.print(
-            f"data: {len(clips)} clips, {len(class_names)} classes; {sizes}"
-            + (f"; audio standardised {modes}" if modes else "")
+            f"data: {len(clips)} clips, {len(class_names)} classes; split {split.method} "
+            f"fold {split.fold}: {sizes}" + (f"; audio standardised {modes}" if modes else ""),
+            markup=False,
+            highlight=False,
         )
+        for note in split.notes:
+            console.print(f"split: {note}", markup=False, highlight=False)
     return RunData(class_names, clips, split, datasets, labels, failed)
 
 

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from avsent.config import atomic_write_text, dump_toml, to_dict
 from avsent.data.normalise import set_input_stats
-from avsent.data.splits import n_folds
+from avsent.data.splits import n_folds, resolve_method
 from avsent.errors import AvsentError, ConfigError
 from avsent.model import build_model, inputs_for
 from avsent.training import distributed
@@ -190,13 +190,15 @@ def _final_report(
 
 def fold_count(config: Any) -> int:
     """How many folds ``data.split`` defines (speaker k-fold or leave-one-speaker-out)."""
-    method = config.data.split.method
-    if method not in ("speaker-kfold", "loso"):
-        raise ConfigError(
-            "data.split.method", f"k-fold runs need 'speaker-kfold' or 'loso', not {method!r}"
-        )
     clips, _ = load_clips(config)
-    return n_folds(clips, config.data.split)
+    split, _ = resolve_method(clips, config.data.split)
+    if split.method not in ("speaker-kfold", "loso"):
+        raise ConfigError(
+            "data.split.method",
+            f"k-fold runs need 'speaker-kfold' or 'loso', not {split.method!r}"
+            + (" (what 'auto' chose for this data)" if config.data.split.method == "auto" else ""),
+        )
+    return n_folds(clips, split)
 
 
 def with_fold(config: Any, fold: int) -> Any:
