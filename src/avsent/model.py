@@ -93,6 +93,9 @@ class Batch:
 class ModelOutput:
     logits: torch.Tensor  #: [B, K]
     fused: torch.Tensor  #: [B, D] the head's input (for metric losses and embeddings)
+    #: per branch with an auxiliary head (:meth:`AVModel.add_branch_heads`): its own logits
+    #: [B, K] and which clips had that modality [B]; empty without auxiliary heads
+    branches: dict[str, tuple[torch.Tensor, torch.Tensor]] = dataclasses.field(default_factory=dict)
 
 
 Part = nn.Module | str | Choice | tuple[str, dict[str, Any]] | None
@@ -135,6 +138,15 @@ class AVModel(nn.Module):
             self.geometry_proj = nn.Linear(inputs.geometry_dim, video_encoder.out_dim)
             self.register_buffer("geometry_mean", torch.zeros(inputs.geometry_dim))
             self.register_buffer("geometry_std", torch.ones(inputs.geometry_dim))
+        self.branch_heads = nn.ModuleDict()
+
+    def add_branch_heads(self) -> None:
+        """A linear classifier on each branch's pooled tokens (what the fusion receives),
+        trained by ``train.aux_loss`` so that neither branch is left under-trained behind
+        the other (unimodal auxiliary losses; Wang et al., CVPR 2020)."""
+        for name, dim in (("audio", self.audio_dim), ("video", self.video_dim)):
+            if dim is not None:
+                self.branch_heads[name] = nn.Linear(dim, len(self.class_names))
 
     @property
     def uses_audio(self) -> bool:
@@ -169,7 +181,11 @@ class AVModel(nn.Module):
             has = batch.video is not None
             video = self.encode_video(batch) if has else _absent(batch, self.video_dim)
         fused = self.fusion(audio, video)
-        return ModelOutput(self.head(fused), fused)
+        branches = {}
+        for name, tokens in (("audio", audio), ("video", video)):
+            if tokens is not None and name in self.branch_heads:
+                branches[name] = (self.branch_heads[name](tokens.mean()), tokens.mask.any(1))
+        return ModelOutput(self.head(fused), fused, branches)
 
 
 def _absent(batch: Batch, dim: int) -> Tokens:
@@ -266,7 +282,10 @@ def _out_dim(intra: nn.Module | None, encoder: nn.Module | None) -> int | None:
 def build_model(config: Any, inputs: InputSpec, class_names: tuple[str, ...]) -> AVModel:
     """The model a :class:`~avsent.run_config.RunConfig` describes."""
     parts = {slot: getattr(config, slot) for slot in MODEL_SLOTS}
-    return compose(**parts, class_names=class_names, inputs=inputs)
+    model = compose(**parts, class_names=class_names, inputs=inputs)
+    if config.train.aux_loss > 0:
+        model.add_branch_heads()
+    return model
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -149,6 +149,9 @@ class TrainConfig:
     class_weighting: bool = True
     label_smoothing: float = attrs.field(default=0.0, validator=[v.ge(0.0), v.lt(1.0)])
     grad_clip: float = attrs.field(default=0.0, validator=v.ge(0.0))  #: max grad norm; 0 = off
+    #: weight of the unimodal auxiliary losses: each branch's own linear head on its pooled
+    #: tokens, cross-entropy over the clips that have the modality; 0 = none (paper silent)
+    aux_loss: float = attrs.field(default=0.0, validator=v.ge(0.0))
     #: random training crop of longer clips, in audio frames, and the window long clips are
     #: scored by in evaluation and prediction; "auto" = 10 s at the front-end's frame rate
     #: (avsent.data.windows; the paper is silent); 0 = whole clips (memory grows with length)
@@ -159,6 +162,7 @@ class TrainConfig:
     compile: bool = False
     device: str = "auto"
     seed: int = 0
+    probes: bool = False  #: per-branch linear probes each epoch → probes.csv (training/probes.py)
     augment: AugmentConfig = attrs.Factory(AugmentConfig)
 
 

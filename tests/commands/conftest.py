@@ -16,8 +16,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_run(workspace: Path) -> Path:
-    """``avsent train mavsa-di-small`` for 2 epochs on the tiny synthetic set."""
+    """``avsent train mavsa-di-small`` for 2 epochs on the tiny synthetic set, with probes."""
     run_dir = workspace / "run"
-    args = ["train", "mavsa-di-small", *tiny_args(workspace), "--epochs", "2"]
+    args = ["train", "mavsa-di-small", *tiny_args(workspace), "--epochs", "2",
+            "--set", "train.probes=true"]  # fmt: skip
     run_cli(*args, "--run-dir", run_dir, "--no-progress")
     return run_dir

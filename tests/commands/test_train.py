@@ -34,6 +34,7 @@ def test_run_folder_holds_config_split_checkpoints_and_reports(trained_run: Path
         "confusion_matrix.png",
         "per_class.png",
         "curves.png",
+        "probes.csv",
     ):
         assert (trained_run / name).is_file(), name
     report = json.loads((trained_run / "report.json").read_text())
@@ -50,6 +51,8 @@ def test_run_folder_holds_config_split_checkpoints_and_reports(trained_run: Path
     assert last.state["epoch"] == 2 and last.optimizer_state is not None
     assert (trained_run / "checkpoints" / "best.safetensors").read_bytes()[8:9] == b"{"
     assert "| macro F1 |" in (trained_run / "report.md").read_text()
+    probes = (trained_run / "probes.csv").read_text().splitlines()
+    assert probes[0].startswith("epoch,audio_train_accuracy") and len(probes) == 3
 
 
 def test_saved_config_reruns_to_the_same_result(trained_run: Path, workspace: Path) -> None:

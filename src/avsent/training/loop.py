@@ -108,10 +108,11 @@ class _LossModule(nn.Module):
     """Model + loss in one forward, so DistributedDataParallel syncs every parameter's grad
     (including a head's ``extra_loss`` parameters)."""
 
-    def __init__(self, model: AVModel, criterion: nn.Module) -> None:
+    def __init__(self, model: AVModel, criterion: nn.CrossEntropyLoss, aux_loss: float = 0.0):
         super().__init__()
         self.model = model
         self.criterion = criterion
+        self.aux_loss = aux_loss
 
     def forward(
         self,
@@ -128,7 +129,27 @@ class _LossModule(nn.Module):
         extra = getattr(self.model.head, "extra_loss", None)
         if extra is not None:
             loss = loss + extra(out.fused.float(), targets)
+        for branch_logits, present in out.branches.values():
+            aux = self._branch_loss(branch_logits.float(), targets, present)
+            if targets_b is not None:
+                aux = lam * aux + (1.0 - lam) * self._branch_loss(
+                    branch_logits.float(), targets_b, present
+                )
+            loss = loss + self.aux_loss * aux
         return loss
+
+    def _branch_loss(
+        self, logits: torch.Tensor, targets: torch.Tensor, present: torch.Tensor
+    ) -> torch.Tensor:
+        """Class-weighted cross-entropy over the clips that have the branch's modality (a
+        clip whose modality was dropped says nothing about that branch)."""
+        each = nn.functional.cross_entropy(
+            logits, targets, weight=self.criterion.weight, reduction="none"
+        )
+        weights = present.float() * (
+            self.criterion.weight[targets] if self.criterion.weight is not None else 1.0
+        )
+        return (each * present.float()).sum() / weights.sum().clamp_min(1e-12)
 
 
 @torch.no_grad()
@@ -236,7 +257,9 @@ class Trainer:
         )
         if self.train_cfg.compile:
             self.model.compile()
-        self.loss_module: nn.Module = _LossModule(self.model, criterion).to(self.ctx.device)
+        self.loss_module: nn.Module = _LossModule(
+            self.model, criterion, self.train_cfg.aux_loss
+        ).to(self.ctx.device)
         if self.ctx.enabled:
             self.loss_module = DistributedDataParallel(
                 self.loss_module,

@@ -36,6 +36,7 @@ from avsent.training.loop import (
     seed_everything,
 )
 from avsent.training.metrics import classification_report, per_speaker
+from avsent.training.probes import BranchProbes
 from avsent.training.report import (
     REPORT_JSON,
     fold_summary,
@@ -128,6 +129,10 @@ def _train(
         progress=progress,
         callbacks=callbacks,
     )
+    if config.train.probes and ctx.is_main:  # per-branch linear probes → run_dir/probes.csv
+        probes = BranchProbes(trainer.model, train_data, run_dir, batch_size=trainer.batch_size,
+                              workers=config.train.loader_workers, console=console)  # fmt: skip
+        trainer.callbacks.append(probes)
     fit = trainer.fit(resume=resume)
     report = _final_report(config, trainer, data, fit, run_dir)
     if ctx.is_main:
