@@ -136,6 +136,13 @@ def _frames(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise ValueError(f'must be "auto" or a number of frames >= 0, got {value!r}', attribute)
 
 
+def _needs_aux_heads(instance: Any, attribute: attrs.Attribute, value: float) -> None:
+    if value > 0 and instance.aux_loss <= 0:
+        raise ValueError(
+            "gradient modulation judges each branch by its auxiliary head: set train.aux_loss > 0"
+        )
+
+
 @attrs.define
 class TrainConfig:
     epochs: int = attrs.field(default=30, validator=v.ge(1))
@@ -152,6 +159,9 @@ class TrainConfig:
     #: weight of the unimodal auxiliary losses: each branch's own linear head on its pooled
     #: tokens, cross-entropy over the clips that have the modality; 0 = none (paper silent)
     aux_loss: float = attrs.field(default=0.0, validator=v.ge(0.0))
+    #: OGM-GE's α: slow the leading branch's gradients, judged by the auxiliary heads, so
+    #: it needs aux_loss > 0 (avsent.training.modulation); 0 = off (paper silent)
+    grad_modulation: float = attrs.field(default=0.0, validator=[v.ge(0.0), _needs_aux_heads])
     #: random training crop of longer clips, in audio frames, and the window long clips are
     #: scored by in evaluation and prediction; "auto" = 10 s at the front-end's frame rate
     #: (avsent.data.windows; the paper is silent); 0 = whole clips (memory grows with length)

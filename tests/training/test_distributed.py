@@ -90,7 +90,8 @@ def test_ddp_two_gloo_processes_train_in_lockstep(tmp_path: Path, tiny_config) -
 
     from avsent.config import to_dict
 
-    config = tiny_config(epochs=2, batch_size=8)
+    # with gradient modulation on: its noise and confidences must not split the replicas
+    config = tiny_config(epochs=2, batch_size=8, aux_loss=0.5, grad_modulation=0.5)
     store = _rendezvous_store()
     mp.spawn(_rank_main, args=(store.port, str(tmp_path), to_dict(config)), nprocs=2)
 

@@ -30,7 +30,7 @@ from avsent.data.loader import make_loader
 from avsent.data.windows import crop_frames, windowed_logits
 from avsent.errors import ConfigError
 from avsent.model import AVModel, Batch, audio_feature_spec
-from avsent.training import distributed
+from avsent.training import distributed, modulation
 from avsent.training.augment import augment_batch, mixup
 from avsent.training.checkpoint import (
     CheckpointError,
@@ -108,11 +108,20 @@ class _LossModule(nn.Module):
     """Model + loss in one forward, so DistributedDataParallel syncs every parameter's grad
     (including a head's ``extra_loss`` parameters)."""
 
-    def __init__(self, model: AVModel, criterion: nn.CrossEntropyLoss, aux_loss: float = 0.0):
+    def __init__(
+        self,
+        model: AVModel,
+        criterion: nn.CrossEntropyLoss,
+        aux_loss: float = 0.0,
+        track_confidence: bool = False,
+    ) -> None:
         super().__init__()
         self.model = model
         self.criterion = criterion
         self.aux_loss = aux_loss
+        self.track_confidence = track_confidence
+        #: the last forward's per-branch confidence (gradient modulation reads it)
+        self.confidence: dict[str, float] = {}
 
     def forward(
         self,
@@ -129,6 +138,11 @@ class _LossModule(nn.Module):
         extra = getattr(self.model.head, "extra_loss", None)
         if extra is not None:
             loss = loss + extra(out.fused.float(), targets)
+        if self.track_confidence:
+            self.confidence = {
+                name: modulation.branch_confidence(branch_logits, targets, present)
+                for name, (branch_logits, present) in out.branches.items()
+            }
         for branch_logits, present in out.branches.values():
             aux = self._branch_loss(branch_logits.float(), targets, present)
             if targets_b is not None:
@@ -258,7 +272,10 @@ class Trainer:
         if self.train_cfg.compile:
             self.model.compile()
         self.loss_module: nn.Module = _LossModule(
-            self.model, criterion, self.train_cfg.aux_loss
+            self.model,
+            criterion,
+            self.train_cfg.aux_loss,
+            track_confidence=self.train_cfg.grad_modulation > 0,
         ).to(self.ctx.device)
         if self.ctx.enabled:
             self.loss_module = DistributedDataParallel(
@@ -284,6 +301,7 @@ class Trainer:
         )
         self.augment = self.train_cfg.augment
         self.audio_spec = audio_feature_spec(config) if model.uses_audio else None
+        self._noise = modulation.noise_generator(self.train_cfg.seed, 0)  # set each epoch
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         cls = torch.optim.AdamW if self.train_cfg.optimizer == "adamw" else torch.optim.Adam
@@ -392,6 +410,7 @@ class Trainer:
         seed = epoch_seed(cfg.seed, epoch, self.ctx.rank)
         seed_everything(seed)
         generator = torch.Generator().manual_seed(seed)
+        self._noise = modulation.noise_generator(cfg.seed, epoch)
         self.sampler.set_epoch(epoch)
         loader = make_loader(
             self.data.train,
@@ -451,12 +470,23 @@ class Trainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if self.train_cfg.grad_modulation > 0:
+            self._modulate()
         if self.train_cfg.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.train_cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return float(loss.detach())
+
+    def _modulate(self) -> None:
+        """OGM-GE on this step's gradients, from the branch confidences of all ranks."""
+        loss_module = getattr(self.loss_module, "module", self.loss_module)  # under DDP
+        names = sorted(loss_module.confidence)
+        summed = distributed.all_sum([loss_module.confidence[n] for n in names], self.ctx)
+        confidence = dict(zip(names, summed, strict=True))
+        factors = modulation.coefficients(confidence, self.train_cfg.grad_modulation)
+        modulation.modulate_gradients(self.model, factors, self._noise)
 
     # -- output ------------------------------------------------------------------------
     def _bar(self, epoch: int) -> Progress:
