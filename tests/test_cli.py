@@ -107,4 +107,4 @@ def test_readme_compose_builds_the_mavsa_di_model():
     )  # README.md, "In Python"
     assert count_parameters(model) == row["parameters"]
     parts = {k: count_parameters(m) for k, m in model.named_children()}
-    assert {k: n for k, n in parts.items() if n} == row["parts"]  # describe lists parts with weights
+    assert {k: n for k, n in parts.items() if n} == row["parts"]  # describe: parts with weights
