@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -39,6 +41,13 @@ def run_cli(*args: str | Path, expect: int = 0) -> Result:
     if result.exit_code != expect:
         raise AssertionError(f"exit {result.exit_code}:\n{result.output}") from result.exception
     return result
+
+
+def split_records(run_dir: Path) -> list[dict[str, Any]]:
+    """``run_dir/split.json``'s clip records, each ``path`` made absolute (the file names
+    clips relative to its ``root``)."""
+    data = json.loads((run_dir / "split.json").read_text())
+    return [{**r, "path": str(Path(data["root"]) / r["path"])} for r in data["clips"]]
 
 
 def tones(root: Path) -> Path:

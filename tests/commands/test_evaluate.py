@@ -9,7 +9,7 @@ from pathlib import Path
 import attrs
 import pytest
 import torch
-from command_helpers import run_cli
+from command_helpers import run_cli, split_records
 
 from avsent.errors import AvsentError, ConfigError
 from avsent.training.evaluation import evaluate_run
@@ -36,7 +36,7 @@ def test_evaluate_all_clips_counts_every_usable_clip(trained_run: Path, tmp_path
 
 def label_folder(trained_run: Path, root: Path, labels: dict[str, str]) -> Path:
     """A folder dataset (``root/<label>/clip``) linking some of the run's clips."""
-    clips = json.loads((trained_run / "split.json").read_text())["clips"]
+    clips = split_records(trained_run)
     for clip in clips:
         if clip["label"] in labels:
             target = root / labels[clip["label"]] / Path(clip["path"]).name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from command_helpers import run_cli, tiny_args
+from command_helpers import run_cli, split_records, tiny_args
 
 LABEL = "[/x]"  #: a closing tag with no opening one: rich raises MarkupError on it
 
@@ -13,7 +13,7 @@ LABEL = "[/x]"  #: a closing tag with no opening one: rich raises MarkupError on
 def test_a_label_that_looks_like_markup_survives_train_evaluate_predict_and_report(
     trained_run: Path, workspace: Path, tmp_path: Path
 ) -> None:
-    clips = json.loads((trained_run / "split.json").read_text())["clips"]
+    clips = split_records(trained_run)
     manifest = tmp_path / "clips.csv"
     rows = [f'"{c["path"]}",{LABEL if c["label"] == "sad" else c["label"]}\n' for c in clips]
     manifest.write_text("path,label\n" + "".join(rows))

@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from command_helpers import run_cli
+from command_helpers import run_cli, split_records
 
 
 @pytest.fixture(scope="module")
 def clips(trained_run: Path) -> list[Path]:
-    records = json.loads((trained_run / "split.json").read_text())["clips"]
+    records = split_records(trained_run)
     return [Path(r["path"]) for r in records if r["part"] == "test"][:2]
 
 

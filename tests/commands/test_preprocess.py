@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
 
 import pytest
-from command_helpers import run_cli
+from command_helpers import run_cli, split_records
 
 IN_PROCESS = ("--set", "data.workers=0")
 
@@ -20,7 +19,7 @@ def ready(output: str) -> int:
 @pytest.fixture
 def folder(trained_run: Path, tmp_path: Path) -> Path:
     """Four clips of two labels, plus a corrupt one."""
-    records = json.loads((trained_run / "split.json").read_text())["clips"]
+    records = split_records(trained_run)
     for label in ("happy", "sad"):
         for r in [r for r in records if r["label"] == label][:2]:
             (tmp_path / "data" / label).mkdir(parents=True, exist_ok=True)
@@ -45,3 +44,4 @@ def test_shards_split_the_clips_and_the_cache_is_reused(folder: Path, tmp_path: 
 def test_bad_shard_is_a_usage_error(folder: Path) -> None:
     out = run_cli("preprocess", "--data", folder, "--shard", "2/2", expect=2).output
     assert "--shard" in out
+

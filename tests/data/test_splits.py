@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
+import attrs
 import pytest
 
 from avsent.contracts import Clip
@@ -145,6 +148,72 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert not loaded.matches(clips[::-1])
     record = loaded.to_dict()["clips"][split.test[0]]
     assert record["part"] == "test" and record["speaker"] == clips[split.test[0]].speaker
+
+
+def moved(clips: list[Clip], to: str) -> list[Clip]:
+    """The same clips under another folder (``/d/x.wav`` → ``<to>/x.wav``)."""
+    return [attrs.evolve(c, path=Path(to) / c.path.relative_to("/d")) for c in clips]
+
+
+def test_split_file_names_clips_relative_to_their_folder(tmp_path: Path) -> None:
+    clips = corpus(speakers=2, per_label=1)
+    hashes = tuple(f"h{i}" for i in range(len(clips)))
+    split = attrs.evolve(make_split(clips, SplitConfig(method="random"), seed=0), hashes=hashes)
+    split.save(tmp_path / "split.json")
+    saved = json.loads((tmp_path / "split.json").read_text())
+    assert saved["root"] == "/d"
+    assert [r["path"] for r in saved["clips"]] == [c.path.name for c in clips]
+    assert [r["sha256"] for r in saved["clips"]] == list(hashes)
+    assert Split.load(tmp_path / "split.json") == split
+
+
+def test_a_moved_dataset_still_matches_and_changed_content_does_not() -> None:
+    clips = corpus(speakers=2, per_label=2)
+    split = attrs.evolve(
+        make_split(clips, SplitConfig(method="random"), seed=0),
+        hashes=tuple(c.path.name for c in clips),
+    )
+    elsewhere = moved(clips, "/home/other/data")
+
+    def content(path: Path) -> str:
+        return path.name
+
+    assert split.matches(elsewhere, content)
+    changed = elsewhere[3].path
+
+    def edited(path: Path) -> str:
+        return "new bytes" if path == changed else path.name
+
+    assert f"{changed.name} has other content" in split.difference(elsewhere, edited)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda cs: cs[:-1], "1 clips gone (e.g. s1_happy_1.wav)"),
+        (lambda cs: [*cs, Clip(Path("/e/extra.wav"), "sad")], "1 new clips (e.g. extra.wav)"),
+        (lambda cs: cs[::-1], "the clips are listed in another order"),
+        (lambda cs: [attrs.evolve(cs[0], label="happy"), *cs[1:]], "labelled 'happy', was 'sad'"),
+    ],
+)
+def test_a_changed_listing_is_named(change: Callable, expected: str) -> None:
+    clips = moved(corpus(speakers=2, per_label=2), "/e")
+    split = make_split(clips, SplitConfig(method="random"), seed=0)
+    assert expected in split.difference(change(clips))
+
+
+def test_an_old_split_file_with_absolute_paths_still_reads_and_travels(tmp_path: Path) -> None:
+    clips = corpus(speakers=2, per_label=1)
+    old = {
+        "method": "random",
+        "fold": 0,
+        "clips": [{"path": str(c.path), "label": c.label, "speaker": c.speaker, "part": "train"}
+                  for c in clips],
+    }  # fmt: skip
+    (tmp_path / "split.json").write_text(json.dumps(old))
+    loaded = Split.load(tmp_path / "split.json")
+    assert loaded.clips == tuple(clips) and loaded.hashes == ()
+    assert loaded.matches(moved(clips, "/mnt/copy"), lambda path: "unchecked")
 
 
 def test_unreadable_split_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -7,12 +7,16 @@ the training side, as close to ``val_fraction`` of its clips as whole speakers a
 left, a stratified share of its clips instead, and :attr:`Split.notes` says so).
 
 Every split is deterministic in (clips, config, seed) and saved as JSON in the run folder
-with each clip's path, label and speaker, so a run documents exactly what it saw.
+with each clip's path, label, speaker and content hash, so a run documents exactly what it
+saw. Paths are saved relative to the folder all clips share (the data's root), so a run
+whose data moved — another machine, another home folder — still recognises its clips
+(:meth:`Split.difference`), while a clip with other content does not pass.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +31,7 @@ from avsent.errors import SplitError
 from avsent.run_config import SplitConfig
 
 PARTS = ("train", "val", "test")
+ContentHash = Callable[[Path], str]  #: a file → the hash of its bytes
 
 
 @attrs.frozen
@@ -40,6 +45,9 @@ class Split:
     fold: int = 0
     clips: tuple[Clip, ...] = ()
     notes: tuple[str, ...] = ()
+    #: sha256 of each clip's bytes (None: unreadable when split); () = not recorded, as in
+    #: split files written before hashes were (their clips are checked by name and label)
+    hashes: tuple[str | None, ...] = ()
 
     def part(self, name: str) -> list[Clip]:
         """The clips of ``"train"``, ``"val"`` or ``"test"``."""
@@ -48,25 +56,53 @@ class Split:
     def speakers(self, name: str) -> set[str]:
         return {c.speaker for c in self.part(name) if c.speaker is not None}
 
-    def matches(self, clips: Sequence[Clip]) -> bool:
-        """Whether ``clips`` is the list this split indexes (same paths, labels, order)."""
-        return [(c.path, c.label) for c in clips] == [(c.path, c.label) for c in self.clips]
+    def matches(self, clips: Sequence[Clip], content_hash: ContentHash | None = None) -> bool:
+        """Whether ``clips`` is the list this split indexes (see :meth:`difference`)."""
+        return self.difference(clips, content_hash) is None
+
+    def difference(
+        self, clips: Sequence[Clip], content_hash: ContentHash | None = None
+    ) -> str | None:
+        """``None`` when ``clips`` is the list this split indexes, else the first difference.
+
+        The same list means the same files in the same order, named relative to the folder
+        they share (so the data may have moved), with the same labels and — given
+        ``content_hash`` and recorded :attr:`hashes` — the same bytes.
+        """
+        _, then = relative_names([c.path for c in self.clips])
+        _, now = relative_names([c.path for c in clips])
+        if then != now:
+            return _listing_change(then, now)
+        for name, old, new in zip(now, self.clips, clips, strict=True):
+            if old.label != new.label:
+                return f"{name} is labelled {new.label!r}, was {old.label!r}"
+        if content_hash is None or not self.hashes:
+            return None
+        for name, clip, old_hash in zip(now, clips, self.hashes, strict=True):
+            new_hash = _hash_or_none(content_hash, clip.path)
+            if None not in (old_hash, new_hash) and new_hash != old_hash:
+                return f"{name} has other content than when split"
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         where = {i: name for name in PARTS for i in getattr(self, name)}
+        root, names = relative_names([c.path for c in self.clips])
+        hashes = self.hashes or (None,) * len(self.clips)
         return {
             "method": self.method,
             "fold": self.fold,
             "notes": list(self.notes),
             "counts": {name: len(getattr(self, name)) for name in PARTS},
+            "root": str(root),  #: where the clips were; their paths are relative to it
             "clips": [
                 {
-                    "path": str(c.path),
+                    "path": name,
+                    "sha256": digest,
                     "label": c.label,
                     "speaker": c.speaker,
                     "part": where.get(i),
                 }
-                for i, c in enumerate(self.clips)
+                for i, (c, name, digest) in enumerate(zip(self.clips, names, hashes, strict=True))
             ],
         }
 
@@ -78,7 +114,9 @@ class Split:
         try:
             data = json.loads(Path(path).read_text())
             records = data["clips"]
-            clips = tuple(Clip(Path(r["path"]), r["label"], r.get("speaker")) for r in records)
+            root = Path(data.get("root", ""))  # absent: absolute paths (older split files)
+            clips = tuple(Clip(root / r["path"], r["label"], r.get("speaker")) for r in records)
+            hashes = tuple(r.get("sha256") for r in records)
             parts = {
                 name: [i for i, r in enumerate(records) if r.get("part") == name] for name in PARTS
             }
@@ -88,12 +126,29 @@ class Split:
                 fold=int(data["fold"]),
                 clips=clips,
                 notes=tuple(data.get("notes", ())),
+                hashes=hashes if any(hashes) else (),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise SplitError(f"{path}: not a readable split file ({exc})") from None
 
 
 # -- public helpers ----------------------------------------------------------------------
+
+
+def relative_names(paths: Sequence[str | Path]) -> tuple[Path, list[str]]:
+    """The deepest folder holding every path, and each path relative to it (POSIX form):
+    names that stay the same when the whole data folder moves."""
+    if not paths:
+        return Path(), []
+    absolute = [os.path.abspath(p) for p in paths]
+    root = Path(os.path.commonpath([os.path.dirname(p) for p in absolute]))
+    return root, [Path(p).relative_to(root).as_posix() for p in absolute]
+
+
+def content_hashes(clips: Sequence[Clip], content_hash: ContentHash) -> list[str | None]:
+    """Each clip's ``content_hash`` (e.g. the feature cache's), ``None`` for a clip that
+    cannot be read: preprocessing reports those."""
+    return [_hash_or_none(content_hash, clip.path) for clip in clips]
 
 
 def speakers_of(clips: Sequence[Clip], method: str) -> list[str]:
@@ -164,15 +219,13 @@ def n_folds(clips: Sequence[Clip], config: SplitConfig) -> int:
     return 1
 
 
-def duplicate_groups(clips: Sequence[Clip], content_hash: Callable[[Path], str]) -> list[list[int]]:
+def duplicate_groups(clips: Sequence[Clip], content_hash: ContentHash) -> list[list[int]]:
     """Indices of clips with the same bytes (``content_hash``, e.g. the feature cache's),
     each group in clip order; clips that cannot be read are left to preprocessing to report."""
     by_hash: dict[str, list[int]] = defaultdict(list)
-    for i, clip in enumerate(clips):
-        try:
-            by_hash[content_hash(clip.path)].append(i)
-        except OSError:
-            continue
+    for i, digest in enumerate(content_hashes(clips, content_hash)):
+        if digest is not None:
+            by_hash[digest].append(i)
     return [group for group in by_hash.values() if len(group) > 1]
 
 
@@ -261,6 +314,23 @@ def _make_split(clips: Sequence[Clip], config: SplitConfig, seed: int) -> Split:
 
 
 # -- internals ---------------------------------------------------------------------------
+
+
+def _hash_or_none(content_hash: ContentHash, path: Path) -> str | None:
+    try:
+        return content_hash(path)
+    except OSError:
+        return None
+
+
+def _listing_change(then: list[str], now: list[str]) -> str:
+    """What changed between two clip listings, in words (first examples only)."""
+    before, after = set(then), set(now)
+    added = [n for n in now if n not in before]
+    gone = [n for n in then if n not in after]
+    changes = [f"{len(added)} new clips (e.g. {added[0]})"] if added else []
+    changes += [f"{len(gone)} clips gone (e.g. {gone[0]})"] if gone else []
+    return "; ".join(changes) or "the clips are listed in another order"
 
 
 def _stratified(

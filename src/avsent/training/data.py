@@ -24,7 +24,13 @@ from avsent.data.loader import ClipDataset
 from avsent.data.manifest import validate_clips
 from avsent.data.normalise import audio_modes, speaker_norms_for
 from avsent.data.preprocess import preprocess
-from avsent.data.splits import Split, describe_duplicates, duplicate_groups, make_split
+from avsent.data.splits import (
+    Split,
+    content_hashes,
+    describe_duplicates,
+    duplicate_groups,
+    make_split,
+)
 from avsent.data.windows import crop_frames
 from avsent.errors import DataError
 from avsent.registry import get_registry
@@ -85,13 +91,14 @@ def split_clips(
     clips: list[Clip], config: Any, ctx: DistContext, console: Console | None = None
 ) -> Split:
     """``data.split`` of ``clips``, with byte-identical copies kept in one part (or refused,
-    by ``data.duplicates``); the copies are found by the feature cache's content hashes."""
-    groups = None
+    by ``data.duplicates``); the copies are found by the feature cache's content hashes,
+    which the split records so a later run can tell its clips apart from changed ones."""
+    found = None
     if ctx.is_main:
         cache = FeatureCache(config.data.cache_dir)
-        groups = duplicate_groups(clips, cache.file_hash)
+        found = [content_hashes(clips, cache.file_hash), duplicate_groups(clips, cache.file_hash)]
         cache.save_index()  # preprocessing reuses these hashes instead of reading files again
-    groups = distributed.broadcast_json(groups, ctx)
+    hashes, groups = distributed.broadcast_json(found, ctx)
     if groups:
         message = describe_duplicates(clips, groups)
         if config.data.duplicates == "refuse":
@@ -103,7 +110,8 @@ def split_clips(
                 highlight=False,
                 soft_wrap=True,
             )
-    return make_split(clips, config.data.split, config.train.seed, groups=groups)
+    split = make_split(clips, config.data.split, config.train.seed, groups=groups)
+    return attrs.evolve(split, hashes=tuple(hashes))
 
 
 def build_run_data(
@@ -182,7 +190,8 @@ def prepare_data(
         clips, class_names = load_clips(config)
     split_path = Path(run_dir) / SPLIT_FILE
     if split_path.is_file():
-        split = saved_split(split_path, clips, "train into a new run folder")
+        hint = "point the run at its data (--set data.dataset.…) or train into a new run folder"
+        split = check_saved_split(Split.load(split_path), split_path, clips, config, ctx, hint)
     else:
         split = split_clips(clips, config, ctx, console)
         if ctx.is_main:
@@ -203,9 +212,21 @@ def prepare_data(
     return data
 
 
-def saved_split(path: Path, clips: list[Clip], hint: str) -> Split:
-    """The split saved at ``path``, refused when the dataset's clips changed since."""
-    split = Split.load(path)
-    if not split.matches(clips):
-        raise DataError(f"{path}: the dataset's clips changed since this run was split; {hint}")
+def check_saved_split(
+    split: Split, path: Path, clips: list[Clip], config: Any, ctx: DistContext, hint: str
+) -> Split:
+    """``split`` (read from ``path``), refused unless ``clips`` are the ones it was made of:
+    the same files relative to the data's folder (the data may have moved), labels and
+    content (hashed on rank 0 through the feature cache's memo)."""
+    problem = None
+    if ctx.is_main:
+        cache = FeatureCache(config.data.cache_dir)
+        problem = split.difference(clips, cache.file_hash)
+        cache.save_index()
+    problem = distributed.broadcast_json(problem, ctx)
+    if problem is not None:
+        raise DataError(
+            f"{path}: the dataset's clips differ from those this run was split on: "
+            f"{problem}; {hint}"
+        )
     return split

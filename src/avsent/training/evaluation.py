@@ -8,12 +8,43 @@ from typing import Any
 
 import attrs
 
+from avsent.contracts import Clip
+from avsent.data.splits import Split
 from avsent.errors import AvsentError, ConfigError
 from avsent.training.checkpoint import load_model
-from avsent.training.data import SPLIT_FILE, build_run_data, load_clips, saved_split, split_clips
+from avsent.training.data import (
+    SPLIT_FILE,
+    build_run_data,
+    check_saved_split,
+    load_clips,
+    split_clips,
+)
 from avsent.training.distributed import DistContext, resolve_device
 from avsent.training.loop import evaluate
 from avsent.training.metrics import classification_report
+
+
+def run_split(
+    split_file: Path, clips: list[Clip], config: Any, trained: Any, ctx: DistContext
+) -> Split:
+    """The run's saved split when ``config`` reads the run's own data, else a fresh split.
+
+    The data is the run's own when it comes from the same dataset plugin with the same
+    settings, or with other settings (e.g. a new ``root``) but the clips ``split_file``
+    lists, relative to their folder: the data moved. The run's own data must then fit the
+    saved split, content included, or it is refused — splitting it afresh could put
+    training clips in the test part.
+    """
+    if config.data.dataset.name != trained.data.dataset.name or not split_file.is_file():
+        return split_clips(clips, config, ctx)
+    split = Split.load(split_file)
+    if config.data.dataset != trained.data.dataset and split.difference(clips) is not None:
+        return split_clips(clips, config, ctx)  # other data the same plugin reads
+    hint = (
+        "point the run at its data (--set data.dataset.root=… or .path=…) or score every "
+        "clip, training clips included, with --split all"
+    )
+    return check_saved_split(split, split_file, clips, config, ctx, hint)
 
 
 def evaluate_run(
@@ -29,7 +60,8 @@ def evaluate_run(
 
     ``reconfigure`` maps the run's config to the one to read data with (e.g. another
     dataset); only its ``data`` and ``train`` sections are used — the model and its
-    front-ends stay as trained. The run's saved split is used while the dataset is the same.
+    front-ends stay as trained. The run's saved split is used while the data is the run's
+    own (:func:`run_split`), wherever it now lives.
     ``drop`` ("audio" or "video") scores the clips without that modality.
     """
     run = Path(run)
@@ -47,11 +79,7 @@ def evaluate_run(
     if part == "all":
         chosen = clips
     else:
-        if config.data.dataset == trained.data.dataset and split_file.is_file():
-            hint = "evaluate with --split all or on other --data"
-            split = saved_split(split_file, clips, hint)
-        else:
-            split = split_clips(clips, config, ctx)
+        split = run_split(split_file, clips, config, trained, ctx)
         chosen = [clips[i] for i in getattr(split, part)]
     unknown = sorted({c.label for c in chosen} - set(model.class_names))
     if unknown:
