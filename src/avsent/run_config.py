@@ -70,7 +70,9 @@ class SplitConfig:
 class DataConfig:
     dataset: Choice = choice_field("dataset", "synthetic")
     split: SplitConfig = attrs.Factory(SplitConfig)
-    cache_dir: str = ".avsent-cache"
+    #: feature cache folder; "" = $AVSENT_CACHE_DIR, else the user's cache folder
+    #: (~/.cache/avsent/features; avsent.data.cache.cache_dir decides)
+    cache_dir: str = ""
     workers: int = attrs.field(default=2, validator=v.ge(0))
     #: standardise each clip's audio features with its speaker's statistics (over all of
     #: that speaker's clips, no labels) — the openSMILE peer's per-speaker standardisation;

@@ -45,3 +45,11 @@ def test_bad_shard_is_a_usage_error(folder: Path) -> None:
     out = run_cli("preprocess", "--data", folder, "--shard", "2/2", expect=2).output
     assert "--shard" in out
 
+
+def test_avsent_cache_dir_is_the_default_cache_folder(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AVSENT_CACHE_DIR", str(tmp_path / "shared-cache"))
+    out = run_cli("preprocess", "drsn-audio", "--data", folder, *IN_PROCESS).output
+    assert ready(out) == 4 and str(tmp_path / "shared-cache") in re.sub(r"\s+", "", out)
+    assert len(list((tmp_path / "shared-cache").glob("*/*.safetensors"))) == 4

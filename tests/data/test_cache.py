@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save
 
-from avsent.data.cache import MISSING, EntrySpec, FeatureCache, content_hash
+from avsent.data.cache import MISSING, EntrySpec, FeatureCache, cache_dir, content_hash
 from avsent.data.features import ClipFeatures
 from avsent.errors import CacheLocationError
 
@@ -219,3 +219,17 @@ def test_a_cache_dir_that_is_a_file_is_a_clear_error(tmp_path: Path, below: str)
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(CacheLocationError, match="must be a folder, but .*file is a file"):
         FeatureCache(tmp_path / "file" / below)
+
+
+def test_the_cache_folder_is_the_setting_else_the_environment_else_the_user_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("AVSENT_CACHE_DIR", raising=False)
+    assert cache_dir("") == tmp_path / "home" / ".cache" / "avsent" / "features"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert FeatureCache("").root == tmp_path / "xdg" / "avsent" / "features"
+    monkeypatch.setenv("AVSENT_CACHE_DIR", str(tmp_path / "env"))
+    assert FeatureCache("").root == tmp_path / "env"
+    assert cache_dir("~/mine") == tmp_path / "home" / "mine"  # data.cache_dir wins

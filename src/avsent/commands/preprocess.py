@@ -38,6 +38,7 @@ def preprocess(
 
     Clips already cached are skipped; clips that cannot be used are listed at the end.
     """
+    from avsent.data.cache import cache_dir
     from avsent.data.preprocess import preprocess as run_preprocess
     from avsent.training.data import load_clips
 
@@ -51,7 +52,7 @@ def preprocess(
         shard=_parse_shard(shard),
     )
     console.print(
-        f"cache {config.data.cache_dir}: {len(result.features)} clips ready, "
+        f"cache {cache_dir(config.data.cache_dir)}: {len(result.features)} clips ready, "
         f"{len(result.failed)} failed",
         markup=False,
         highlight=False,

@@ -7,6 +7,9 @@ run never leaves a half-written entry. Each entry carries a blake2b checksum of 
 checked with their shapes on every read: a damaged entry (flipped bits, a tampered file, a
 shape the front-ends do not produce) is deleted and reads as missing, so it is recomputed
 instead of being served.
+
+Where the store lives is :func:`cache_dir`'s decision alone: ``data.cache_dir`` when set,
+else ``$AVSENT_CACHE_DIR``, else one folder per user under the user's cache folder.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -35,6 +39,22 @@ STALE_TEMPORARY_S = 3600.0
 _ARRAYS = {"audio": (np.float32, 2), "video": (np.uint8, 4), "geometry": (np.float32, 2)}
 #: what :meth:`FeatureCache.problem` answers for an entry that is not there
 MISSING = "missing"
+#: the folder of the feature cache when ``data.cache_dir`` is not set
+CACHE_DIR_ENV = "AVSENT_CACHE_DIR"
+
+
+def cache_dir(setting: str | Path = "") -> Path:
+    """The feature cache's folder: ``setting`` (``data.cache_dir``) unless it is ``""``, else
+    ``$AVSENT_CACHE_DIR``, else ``avsent/features`` in ``$XDG_CACHE_HOME`` (``~/.cache``).
+
+    The default is per user, not per working folder, so features computed once are found
+    from anywhere, and it is not written into a run's config, so a run copied to another
+    machine finds that machine's cache."""
+    chosen = str(setting) or os.environ.get(CACHE_DIR_ENV, "")
+    if chosen:
+        return Path(chosen).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(base).expanduser() / "avsent" / "features"
 
 
 @attrs.frozen
@@ -64,10 +84,11 @@ def content_hash(path: str | Path) -> str:
 
 
 class FeatureCache:
-    """Features by key ``"<fingerprint>/<content hash>"`` under ``root``."""
+    """Features by key ``"<fingerprint>/<content hash>"`` under ``root`` (``""``: the
+    default folder, see :func:`cache_dir`)."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+        self.root = cache_dir(root)
         existing = next(p for p in (self.root, *self.root.parents) if p.exists())
         if not existing.is_dir():  # else the first write fails with a bare FileExistsError
             raise CacheLocationError(
