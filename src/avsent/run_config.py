@@ -175,6 +175,8 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     probes: bool = False  #: per-branch linear probes each epoch → probes.csv (training/probes.py)
+    #: per-epoch scalars → RUN/tensorboard/ (needs the tensorboard package; tensorboard_log.py)
+    tensorboard: bool = False
     augment: AugmentConfig = attrs.Factory(AugmentConfig)
 
 

@@ -78,6 +78,7 @@ def train(
     """
     from avsent.training import distributed  # torch: imported only when a command runs
     from avsent.training.checkpoint import CONFIG_FILE, checkpoint_path
+    from avsent.training.tensorboard_log import check_tensorboard
     from avsent.training.trainer import train as run_training
     from avsent.training.trainer import train_folds, train_seeds
 
@@ -101,6 +102,7 @@ def train(
         config = build_config(None, saved, data, overrides, extra)
     else:
         config = build_config(recipe, config_path, data, overrides, extra)
+    check_tensorboard(config)  # an option's missing package: before minutes of reading data
     # one process checks the data: this one, or rank 0 of a job that torchrun started
     if os.environ.get(LAUNCHED_ENV) is None and os.environ.get("RANK", "0") == "0":
         check_modalities(config, _print_dataset_notes(config))

@@ -45,7 +45,8 @@ from avsent.training.report import write_metrics
 from avsent.training.schedule import lr_factor, set_lr
 
 #: called on the main rank after each epoch's checkpoint and metrics files are on disk, with
-#: that epoch's record (the keys of :data:`avsent.training.report.METRIC_COLUMNS`)
+#: that epoch's record (the keys of :data:`avsent.training.report.METRIC_COLUMNS`); one that
+#: holds something open (a log writer) may have ``close()``, called when ``fit`` ends
 EpochCallback = Callable[[dict[str, Any]], None]
 
 
@@ -353,6 +354,16 @@ class Trainer:
 
     # -- loop --------------------------------------------------------------------------
     def fit(self, *, resume: bool = False) -> FitResult:
+        """Train to ``train.epochs`` (or early stop); the callbacks are closed however it ends."""
+        try:
+            return self._fit(resume)
+        finally:
+            for callback in self.callbacks:
+                close = getattr(callback, "close", None)
+                if callable(close):
+                    close()
+
+    def _fit(self, resume: bool) -> FitResult:
         state = (self._restore() if resume else None) or self._fresh_state()
         if resume and state["epoch"] and self.ctx.is_main:
             self.console.print(f"resuming after epoch {state['epoch']}")

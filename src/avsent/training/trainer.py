@@ -2,7 +2,7 @@
 
 Run folder (see docs/training.md)::
 
-    config.toml  split.json  checkpoints/{last,best}.safetensors
+    config.toml  split.json  checkpoints/{last,best}.safetensors  [tensorboard/]
     report.json  report.md  confusion_matrix.png  per_class.png  curves.png
     fold-0/ … fold-k/ + summary.json/.md + pooled confusion_matrix.png, per_class.png
     for k-fold runs; seed-0/ … seed-n/ (each a k-fold run) + summary.json/.md over seeds
@@ -49,6 +49,7 @@ from avsent.training.report import (
     write_summary,
 )
 from avsent.training.run_lock import hold_run_dir
+from avsent.training.tensorboard_log import TensorBoardLog, check_tensorboard
 
 
 @attrs.frozen
@@ -87,6 +88,7 @@ def train(
     Under ``torchrun`` every process calls this; rank 0 alone writes and prints.
     """
     check_augment(config)
+    check_tensorboard(config)
     ctx = distributed.setup(config.train.device)
     console = console or Console()
     run_dir = Path(run_dir)
@@ -133,6 +135,8 @@ def _train(
         probes = BranchProbes(trainer.model, train_data, run_dir, batch_size=trainer.batch_size,
                               workers=config.train.loader_workers, console=console)  # fmt: skip
         trainer.callbacks.append(probes)
+    if config.train.tensorboard and ctx.is_main:  # per-epoch scalars → run_dir/tensorboard/
+        trainer.callbacks.append(TensorBoardLog(run_dir))
     fit = trainer.fit(resume=resume)
     report = _final_report(config, trainer, data, fit, run_dir)
     if ctx.is_main:
