@@ -107,6 +107,26 @@ def test_a_tampered_header_is_refused_naming_the_field(tmp_path: Path, changes, 
     assert str(caught.value).startswith(f"{path}: damaged")
 
 
+def test_weights_holding_nan_are_refused_not_scored(tmp_path: Path) -> None:
+    """NaN weights would score every clip as the first class and print ``nan``."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save
+
+    model = torch.nn.Linear(2, 2)
+    path = tmp_path / "ck.safetensors"
+    save_checkpoint(path, model, {"epoch": 1})
+    read_checkpoint(path)
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata()
+    tensors = load_file(str(path))
+    tensors["model.bias"][1] = float("nan")
+    path.write_bytes(save(tensors, metadata=meta))
+    with pytest.raises(
+        CheckpointError, match=r"NaN or infinite weights in 1 tensor\(s\) \(first: bias\)"
+    ):
+        read_checkpoint(path)
+
+
 def test_load_model_rebuilds_the_trained_model(tmp_path: Path, tiny_config) -> None:
     config = tiny_config()
     model = build_model(config, inputs_for(config), CLASSES)

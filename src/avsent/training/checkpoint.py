@@ -15,7 +15,9 @@ Run folder::
 
 from __future__ import annotations
 
+import inspect
 import json
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +87,12 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     if problem:
         raise CheckpointError(f"{path}: damaged checkpoint header: {problem}")
     model_state = {k[len(_MODEL) :]: v for k, v in tensors.items() if k.startswith(_MODEL)}
+    broken = [k for k, v in model_state.items() if v.is_floating_point() and not v.isfinite().all()]
+    if broken:
+        raise CheckpointError(
+            f"{path}: NaN or infinite weights in {len(broken)} tensor(s) (first: {broken[0]}); "
+            "the file is damaged: use another checkpoint"
+        )
     optimizer_json = header.pop("optimizer", None)
     optimizer_state = None
     if optimizer_json is not None:
@@ -100,19 +108,89 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 
 
 def _header_problem(header: dict[str, Any]) -> str:
-    """What is wrong with the fields a resumed run trusts ("" when nothing)."""
-    for field in ("epoch", "step"):
+    """What is wrong with the fields a resumed run trusts ("" when nothing): a wrong type
+    would otherwise surface as a traceback epochs later, or not at all."""
+    for field in ("epoch", "step", "bad_epochs"):
         value = header.get(field)
-        if field in header and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        if field in header and not _whole(value):
             return f"{field} must be a whole number >= 0, got {value!r}"
-    if "history" in header and not isinstance(header["history"], list):
-        return f"history must be a list, got {type(header['history']).__name__}"
+    if header.get("best_epoch") is not None and not _whole(header["best_epoch"]):
+        return f"best_epoch must be a whole number or null, got {header['best_epoch']!r}"
+    score = header.get("best_score")
+    if score is not None and (isinstance(score, bool) or not isinstance(score, numbers.Real)):
+        return f"best_score must be a number or null, got {score!r}"
+    if "finished" in header and not isinstance(header["finished"], bool):
+        return f"finished must be true or false, got {header['finished']!r}"
+    history = header.get("history")
+    if "history" in header and (
+        not isinstance(history, list) or not all(isinstance(r, dict) for r in history)
+    ):
+        return "history must be a list of objects (one per epoch)"
     names = header.get("class_names")
     if "class_names" in header and (
         not isinstance(names, list) or not all(isinstance(n, str) for n in names)
     ):
         return "class_names must be a list of strings"
     return ""
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def optimizer_state_problem(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> str:
+    """What in a saved optimizer state does not fit ``optimizer`` ("" when nothing).
+
+    ``load_state_dict`` checks only the group sizes; a wrong hyperparameter type, a missing
+    moment or a moment of the wrong shape would fail at the first training step instead.
+    """
+    groups, live_groups = saved["param_groups"], optimizer.param_groups
+    if len(groups) != len(live_groups):
+        return f"{len(groups)} parameter groups, this run's optimizer has {len(live_groups)}"
+    for i, (group, live) in enumerate(zip(groups, live_groups, strict=True)):
+        count, want = len(group.get("params", ())), len(live["params"])
+        if count != want:
+            return f"group {i} holds {count} parameters, this run's optimizer {want}"
+        for key, value in live.items():
+            if key != "params" and value is not None and not _same_kind(group.get(key), value):
+                return f"group {i} {key} = {group.get(key)!r}, expected a value like {value!r}"
+    expected = _state_keys(optimizer)
+    params = [p for live in live_groups for p in live["params"]]
+    ids = [pid for group in groups for pid in group["params"]]
+    for pid, param in zip(ids, params, strict=True):
+        state = saved["state"].get(pid)
+        if not state:  # a parameter that has had no gradient yet
+            continue
+        if set(state) != expected:
+            return f"parameter {pid} has state {sorted(state)}, expected {sorted(expected)}"
+        for name, value in state.items():
+            if torch.is_tensor(value) and value.dim() > 0 and value.shape != param.shape:
+                return (f"parameter {pid} {name} has shape {tuple(value.shape)}, the parameter "
+                        f"{tuple(param.shape)}")  # fmt: skip
+    return ""
+
+
+def _same_kind(saved: Any, live: Any) -> bool:
+    """Whether ``saved`` can stand where ``live`` stood (numbers for numbers, ...)."""
+    if isinstance(live, bool):
+        return isinstance(saved, bool)
+    if isinstance(live, numbers.Real | torch.Tensor):
+        return not isinstance(saved, bool) and isinstance(saved, numbers.Real | torch.Tensor)
+    if isinstance(live, tuple | list):
+        return (isinstance(saved, tuple | list) and len(saved) == len(live)
+                and all(_same_kind(s, x) for s, x in zip(saved, live, strict=True)))  # fmt: skip
+    return isinstance(saved, type(live))
+
+
+def _state_keys(optimizer: torch.optim.Optimizer) -> set[str]:
+    """The state names ``optimizer``'s class keeps per parameter, from one step on a probe."""
+    accepted = inspect.signature(type(optimizer)).parameters
+    probe = torch.zeros(1, requires_grad=True)
+    kwargs = {k: v for k, v in optimizer.defaults.items() if k in accepted}
+    stepper = type(optimizer)([probe], **kwargs)
+    probe.grad = torch.zeros(1)
+    stepper.step()
+    return set(stepper.state[probe])
 
 
 def load_model(

@@ -36,6 +36,7 @@ from avsent.training.checkpoint import (
     CheckpointError,
     checkpoint_path,
     config_header,
+    optimizer_state_problem,
     read_checkpoint,
     save_checkpoint,
 )
@@ -327,19 +328,26 @@ class Trainer:
         if not path.is_file():
             return None
         ckpt = read_checkpoint(path)
+        keys = self._fresh_state().keys()
+        missing = [k for k in ("class_names", *keys) if k not in ckpt.state]
+        if missing or ckpt.optimizer_state is None:
+            lacking = ", ".join(missing or ["optimizer"])
+            raise CheckpointError(f"{path}: damaged checkpoint header: no {lacking}")
         if tuple(ckpt.state["class_names"]) != self.data.class_names:
             raise CheckpointError(
                 f"{path}: trained on classes {ckpt.state['class_names']}, the data now has "
                 f"{list(self.data.class_names)}"
             )
+        problem = optimizer_state_problem(self.optimizer, ckpt.optimizer_state)
+        if problem:
+            raise CheckpointError(f"{path}: damaged optimizer state: {problem}")
         try:
             self.model.load_state_dict(ckpt.model_state)
             self.optimizer.load_state_dict(ckpt.optimizer_state)
-        except (RuntimeError, ValueError, KeyError) as exc:
+            if "scaler" in ckpt.state:
+                self.scaler.load_state_dict(ckpt.state["scaler"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{path}: does not fit this run's model ({exc})") from None
-        if "scaler" in ckpt.state:
-            self.scaler.load_state_dict(ckpt.state["scaler"])
-        keys = self._fresh_state().keys()
         return {k: ckpt.state[k] for k in keys}
 
     def _save(self, state: dict[str, Any], improved: bool) -> None:
