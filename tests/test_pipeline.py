@@ -14,7 +14,7 @@ from avsent.config import Choice
 from avsent.data.features import ClipFeatures, FeatureExtractor
 from avsent.data.loader import Sample, collate
 from avsent.data.normalise import InputStats, set_model_stats
-from avsent.errors import ConfigError
+from avsent.errors import ConfigError, MediaError
 from avsent.labels import EMOTIONS
 from avsent.model import build_model, inputs_for
 from avsent.pipeline import Pipeline, Prediction
@@ -104,6 +104,17 @@ def test_predict_many_keeps_going_past_a_bad_file(pipeline: Pipeline, tmp_path) 
         assert failed.probabilities is None and failed.label is None
         assert str(failed.path) in failed.error
     assert "not found" in results[2].error
+
+
+def test_a_nan_output_is_the_file_s_error_not_a_label(pipeline: Pipeline, tmp_path) -> None:
+    with torch.no_grad():
+        next(pipeline.model.parameters()).fill_(float("nan"))
+    clip = _tone(tmp_path / "tone.wav")
+    [result] = pipeline.predict_many([clip])
+    assert result.probabilities is None and result.label is None
+    assert result.error == f"{clip}: the model's output is not a number (NaN) for this file"
+    with pytest.raises(MediaError, match="not a number"):
+        pipeline.predict(clip)
 
 
 def test_label_is_the_most_probable_class() -> None:

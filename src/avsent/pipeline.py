@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,7 @@ class Pipeline:
 
     def predict(self, path: str | Path) -> dict[str, float]:
         """Class → probability for one file; raises MediaError/NoFaceError for bad input."""
-        return self._classify([self.extract(path)[0]])[0]
+        return _finite(Path(path), self._classify([self.extract(path)[0]])[0])
 
     @torch.no_grad()
     def _classify(self, features: Sequence[ClipFeatures]) -> list[dict[str, float]]:
@@ -166,5 +167,16 @@ class Pipeline:
             return
         probs = self._classify([f for _, f in pending])
         for (i, _), p in zip(pending, probs, strict=True):
-            results[i] = attrs.evolve(results[i], probabilities=p)
+            try:
+                results[i] = attrs.evolve(results[i], probabilities=_finite(results[i].path, p))
+            except MediaError as exc:
+                results[i] = attrs.evolve(results[i], error=str(exc))
         pending.clear()
+
+
+def _finite(path: Path, probabilities: dict[str, float]) -> dict[str, float]:
+    """``probabilities``, or a MediaError when they are NaN: a label taken from NaN would be
+    the first class, printed as ``nan`` %, with nothing to say it means nothing."""
+    if all(math.isfinite(p) for p in probabilities.values()):
+        return probabilities
+    raise MediaError(path, "the model's output is not a number (NaN) for this file")

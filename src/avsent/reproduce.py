@@ -25,6 +25,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from avsent import strict_json
 from avsent.config import (
     NONE,
     apply_overrides,
@@ -241,7 +242,7 @@ def write_table(out_dir: Path, table: str, results: list[dict[str, Any]]) -> Non
     """``TABLE.md``, ``TABLE.csv``, ``TABLE.json`` and a bar chart ``TABLE.png``."""
     atomic_write_text(out_dir / f"{table}.md", markdown_table(table, results))
     atomic_write_text(out_dir / f"{table}.csv", csv_table(results))
-    atomic_write_text(out_dir / f"{table}.json", json.dumps(results, indent=2))
+    atomic_write_text(out_dir / f"{table}.json", strict_json.dumps(results, indent=2))
     _bar_chart(out_dir / f"{table}.png", table, results)
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import rich_click as click
 
+from avsent import strict_json
 from avsent.cli import console, overrides_option, parse_overrides
 from avsent.commands.options import check_run, data_option, data_overrides, with_overrides
 
@@ -77,7 +77,7 @@ def evaluate(
     out = out or run_dir / "evaluations" / f"{report['dataset']}-{part}{suffix}"
     write_report(out, report)
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(strict_json.dumps(report, indent=2))
         return
     console.print(
         results_table(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import rich_click as click
 from rich.markup import escape
 from rich.table import Table
 
+from avsent import strict_json
 from avsent.cli import console, err_console
 from avsent.commands.options import MANIFEST_SUFFIXES, check_run
 
@@ -88,7 +88,7 @@ def predict(
             soft_wrap=True,
         )
     elif as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(strict_json.dumps(rows, indent=2))
     else:
         _print_table(rows)
     failed_rows = [r for r in rows if r["error"] is not None]
@@ -151,7 +151,7 @@ def write_rows(out: Path, rows: list[dict[str, Any]], class_names: tuple[str, ..
     from avsent.config import atomic_write_text
 
     if out.suffix.lower() == ".jsonl":
-        atomic_write_text(out, "".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write_text(out, "".join(strict_json.dumps(r) + "\n" for r in rows))
         return
     columns = ["path", "label", "true_label", "modalities", *(f"p_{c}" for c in class_names),
                "error"]  # fmt: skip

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 from rich.markup import escape
 from rich.table import Table
 
+from avsent import strict_json
 from avsent.config import atomic_write_bytes, atomic_write_text
 from avsent.training.metrics import (
     HEADLINE,
@@ -381,7 +381,7 @@ def write_report(out_dir: str | Path, report: dict[str, Any]) -> list[Path]:
         plot_curves(report["history"], out / CURVES_PNG, report.get("best_epoch"))
         plots.append(CURVES_PNG)
     report["plots"] = plots
-    atomic_write_text(out / REPORT_JSON, json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / REPORT_JSON, strict_json.dumps(report, indent=2) + "\n")
     atomic_write_text(out / REPORT_MD, markdown_report(report))
     return [out / name for name in (REPORT_JSON, REPORT_MD, *plots)]
 
@@ -394,7 +394,7 @@ def write_summary(out_dir: str | Path, summary: dict[str, Any]) -> list[Path]:
         plot_confusion(summary["pooled"], out / CONFUSION_PNG)
         plot_per_class(summary["pooled"], out / PER_CLASS_PNG)
         written += [out / CONFUSION_PNG, out / PER_CLASS_PNG]
-    atomic_write_text(out / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / SUMMARY_JSON, strict_json.dumps(summary, indent=2) + "\n")
     atomic_write_text(out / SUMMARY_MD, markdown_summary(summary))
     return written
 
@@ -402,7 +402,7 @@ def write_summary(out_dir: str | Path, summary: dict[str, Any]) -> list[Path]:
 def write_seed_summary(out_dir: str | Path, summary: dict[str, Any]) -> list[Path]:
     """summary.json/.md over the seeds of a multi-seed k-fold run."""
     out = Path(out_dir)
-    atomic_write_text(out / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / SUMMARY_JSON, strict_json.dumps(summary, indent=2) + "\n")
     atomic_write_text(out / SUMMARY_MD, markdown_seed_summary(summary))
     return [out / SUMMARY_JSON, out / SUMMARY_MD]
 
@@ -422,7 +422,7 @@ def write_metrics(
     writer.writeheader()
     writer.writerows(history)
     atomic_write_text(out / METRICS_CSV, buf.getvalue())
-    lines = [json.dumps({k: r[k] for k in METRIC_COLUMNS if k in r}) for r in history]
+    lines = [strict_json.dumps({k: r[k] for k in METRIC_COLUMNS if k in r}) for r in history]
     atomic_write_text(out / METRICS_JSONL, "".join(f"{line}\n" for line in lines))
     plot_curves(history, out / CURVES_PNG, best_epoch)
     return [out / METRICS_CSV, out / METRICS_JSONL, out / CURVES_PNG]
