@@ -6,6 +6,7 @@ the defaults below. ``avsent config show RECIPE`` prints the result, ready to ed
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,6 +14,7 @@ import attrs
 from attrs import validators as v
 
 from avsent.config import Choice, apply_overrides, choice_field, from_dict, merge, to_dict
+from avsent.errors import ConfigError
 
 #: The model's slots, in the order of the paper's Fig. 1, and the component kind of each.
 #: The slot fields below, ``avsent.model.build_model`` and ``reproduce`` all read this one table.
@@ -180,11 +182,25 @@ class TrainConfig:
     augment: AugmentConfig = attrs.Factory(AugmentConfig)
 
 
+#: what a recipe name may be: it names the run folder (``runs/RECIPE-DATE-TIME``), so a
+#: name from a config file must not climb out of ``runs_dir`` (``../..``) or be a path
+RECIPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+def _check_recipe_name(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not RECIPE_NAME.fullmatch(value):
+        raise ConfigError(
+            "recipe",
+            f"{value!r} is not a recipe name (letters, digits and . _ + -, starting with a "
+            "letter or digit); it names the run folder",
+        )
+
+
 @attrs.define
 class RunConfig:
     """Everything a run needs. Model slots are top-level: ``--set video.growth_rate=16``."""
 
-    recipe: str = "mavsa-di"
+    recipe: str = attrs.field(default="mavsa-di", validator=_check_recipe_name)
     audio_frontend: Choice = choice_field("audio_frontend", "mel-chroma")
     faces: FacesConfig = attrs.Factory(FacesConfig)
     audio: Choice = choice_field(MODEL_SLOTS["audio"], "drsn")

@@ -35,3 +35,15 @@ def test_a_cache_dir_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_a_negative_fold(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     err = _error(capsys, "train", "drsn-audio", "--folds", "-1", "--run-dir", tmp_path / "run")
     assert "--folds" in err and "foldnumbers(0,1,...)" in err
+
+
+@pytest.mark.parametrize("name", ["../../..", "/tmp/elsewhere", "a/b", ".."])
+def test_a_recipe_name_that_is_a_path_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture, name: str
+) -> None:
+    """The recipe names the run folder: runs/../../..-DATE would land outside runs/."""
+    config = tmp_path / "evil.toml"
+    config.write_text(f'recipe = "{name}"\nruns_dir = "{tmp_path / "runs"}"\n')
+    err = _error(capsys, "train", "--config", config, "--epochs", "1")
+    assert f"recipe:{''.join(repr(name).split())}isnotarecipename" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.toml"]
