@@ -219,6 +219,22 @@ def test_video_stream_without_frames(tmp_path):
         read_frames(path)
 
 
+@pytest.mark.parametrize(("name", "codec"), [("face.png", "png"), ("face.jpg", "mjpeg")])
+def test_a_still_image_is_not_a_one_frame_video(tmp_path, name, codec):
+    path = tmp_path / name
+    with av.open(str(path), "w", format="image2") as container:
+        stream = container.add_stream(codec, rate=1)
+        stream.width, stream.height = W, H
+        stream.pix_fmt = "rgb24" if codec == "png" else "yuvj420p"
+        frame = av.VideoFrame.from_ndarray(frame_image(3), format="rgb24")
+        for packet in [*stream.encode(frame.reformat(format=stream.pix_fmt)), *stream.encode()]:
+            container.mux(packet)
+    with pytest.raises(
+        MediaError, match=rf"{name}: a single frame \(a still image\?\), not a video"
+    ):
+        read_frames(path, num_frames=4)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="num_frames"):
         read_frames("x.mp4", num_frames=0)

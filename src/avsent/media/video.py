@@ -178,6 +178,8 @@ def _scanned_span(
     times = [t for t in times if t is not None]
     if not times:
         raise MediaError(path, "no decodable video frames")
+    if len(times) == 1:  # a photo (JPEG, PNG, ...) decodes as a one-frame stream of no length
+        raise MediaError(path, "a single frame (a still image?), not a video")
     step = float(1 / stream.average_rate) if stream.average_rate else 0.0
     return times[0], times[-1] + step
 
