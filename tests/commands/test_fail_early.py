@@ -52,6 +52,19 @@ def test_audio_visual_recipe_on_speech_is_refused_before_preprocessing(
     assert not (tmp_path / "cache").exists()  # nothing was preprocessed
 
 
+def test_labels_outside_the_paper_s_classes_are_named_before_preprocessing(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    clips = _speech(tmp_path / "clips", ["a.wav", "b.wav", "c.wav"])
+    manifest = clips / "list.csv"
+    manifest.write_text("path,label\na.wav,happy\nb.wav,hapy\nc.wav,sad\n")
+    out, _ = _fails(
+        capsys, "train", "mavsa-di", "--data", manifest,
+        "--set", f"runs_dir={tmp_path / 'runs'}", "--set", f"data.cache_dir={tmp_path / 'cache'}",
+    )  # fmt: skip
+    assert squash("each trained as a class of its own: hapy; fix the list with") in out
+
+
 def test_a_run_failing_before_its_first_epoch_removes_its_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

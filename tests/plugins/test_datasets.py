@@ -338,6 +338,23 @@ def test_manifest_dataset(tmp_path: Path) -> None:
     ]
 
 
+def test_labels_outside_the_paper_s_classes_are_named_in_a_note(tmp_path: Path) -> None:
+    """Without a class list a typo (``hapy``) trains as an eighth class: say so, listing them."""
+    touch(tmp_path, "a.wav", "b.wav", "c.wav", "d.wav")
+    manifest = tmp_path / "list.csv"
+    manifest.write_text("path,label\na.wav,happy\nb.wav,hapy\nc.wav,Sad\nd.wav,sad\n")
+    source = build("manifest", path=str(manifest))
+    assert source.class_names == ("sad", "happy", "Sad", "hapy")
+    [note] = source.notes
+    assert note.endswith(": Sad, hapy; fix the list with data.dataset.classes or rename with "
+                         "data.dataset.label_map")  # fmt: skip
+    fixed = build("manifest", path=str(manifest), label_map={"hapy": "happy", "Sad": "sad"})
+    assert fixed.notes == []
+    mine = tmp_path / "mine.csv"
+    mine.write_text("path,label\na.wav,low\nb.wav,high\n")
+    assert build("manifest", path=str(mine), classes=["low", "high"]).notes == []
+
+
 def test_bad_manifest_fails_with_every_problem(tmp_path: Path) -> None:
     touch(tmp_path, "a.wav", "b.wav")
     manifest = tmp_path / "list.csv"

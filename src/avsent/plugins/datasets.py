@@ -113,9 +113,18 @@ class ClipSource:
     @property
     def notes(self) -> list[str]:
         """What was left out on purpose, counted (``"60 calm clips left out: no class; …"``),
-        so a user sees it without reading ``skipped`` file by file."""
-        self._checked  # noqa: B018 — the scan fills ``skipped``
-        return skip_notes(self.skipped)
+        so a user sees it without reading ``skipped`` file by file; and, without a fixed
+        class list, the labels that are none of the paper's classes (a typo such as
+        ``hapy`` would otherwise train as a class of its own, unnoticed)."""
+        foreign = [name for name in self.class_names if name not in EMOTIONS]  # scans
+        notes = skip_notes(self.skipped)
+        if foreign and not self._classes:
+            notes.append(
+                f"labels that are none of the paper's classes ({', '.join(EMOTIONS)}), each "
+                f"trained as a class of its own: {', '.join(foreign)}; fix the list with "
+                "data.dataset.classes or rename with data.dataset.label_map"
+            )
+        return notes
 
     @property
     def class_names(self) -> tuple[str, ...]:
