@@ -104,6 +104,26 @@ def test_failing_plugin_is_reported_and_others_keep_working():
     assert registry.get("audio_encoder", "tiny-audio")
 
 
+def test_a_factory_failing_at_build_names_its_plugin():
+    class Faulty(nn.Module):
+        def __init__(self, *, in_features: int) -> None:
+            raise ZeroDivisionError("division by zero")
+
+    class FaultyPlugin:
+        @hookimpl
+        def register_audio_encoders(self, register):
+            register.audio_encoder("faulty-audio", Faulty)
+
+    registry = Registry(autoload=False)
+    registry.register_plugin(FaultyPlugin(), name="faulty-plugin")
+    with pytest.raises(RegistryError) as caught:
+        registry.get("audio_encoder", "faulty-audio").build(in_features=3)
+    assert str(caught.value) == (
+        "audio_encoder 'faulty-audio' of plugin 'faulty-plugin' failed to build "
+        "(ZeroDivisionError: division by zero)"
+    )
+
+
 def test_unknown_hook_name_is_caught_at_start_up():
     class Misspelled:
         @hookimpl

@@ -20,7 +20,8 @@ class ConfigError(AvsentError):
 
 
 class RegistryError(AvsentError):
-    """A component name is unknown, or two plugins registered the same one."""
+    """A component name is unknown, two plugins registered the same one, or a plugin's
+    factory failed when its component was built."""
 
 
 class MediaError(AvsentError):

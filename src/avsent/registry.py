@@ -21,7 +21,7 @@ import attrs
 import pluggy
 
 from avsent import hookspecs
-from avsent.errors import RegistryError
+from avsent.errors import AvsentError, RegistryError
 
 ENTRY_POINT_GROUP = "avsent"
 DISABLE_AUTOLOAD_ENV = "AVSENT_DISABLE_PLUGIN_AUTOLOAD"
@@ -56,10 +56,22 @@ class Component:
     description: str = ""
 
     def build(self, config: Any = None, **dims: Any) -> Any:
-        """Call the factory with a config (defaults when ``None``) and the input dims."""
+        """Call the factory with a config (defaults when ``None``) and the input dims.
+
+        A factory's own failure is raised as a :class:`RegistryError` naming the component
+        and its plugin, so a user knows whose code failed (avsent's errors pass as they are).
+        """
         if config is None and self.config is not None:
             config = self.config()
-        return self.obj(config, **dims) if self.config is not None else self.obj(**dims)
+        try:
+            return self.obj(config, **dims) if self.config is not None else self.obj(**dims)
+        except AvsentError:
+            raise
+        except Exception as exc:
+            raise RegistryError(
+                f"{self.kind} {self.name!r} of plugin {self.plugin!r} failed to build "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
 
 
 @attrs.define
