@@ -47,6 +47,23 @@ def test_broken_plugin_shows_its_error_without_breaking_the_command():
         registry.unregister_plugin("broken-fusion")
 
 
+def test_a_plugin_reusing_a_shipped_name_is_marked_failed_and_the_cli_works():
+    class Clash:
+        @hookimpl
+        def register_audio_encoders(self, register):
+            register.audio_encoder("drsn", object)
+
+    registry = get_registry()
+    registry.register_plugin(Clash(), name="clash")
+    try:
+        assert "plugins" in invoke("--help")
+        rows = {row["name"]: row for row in json.loads(invoke("plugins", "--json"))}
+        assert "'drsn' is already registered by plugin 'drsn'" in rows["clash"]["error"]
+        assert registry.get("audio_encoder", "drsn").plugin == "drsn"
+    finally:
+        registry.unregister_plugin("clash")
+
+
 def test_components_filters_by_kind():
     rows = json.loads(invoke("components", "fusion", "--json"))
     assert {row["name"] for row in rows} >= {"cma", "concat", "passthrough"}

@@ -47,3 +47,18 @@ def test_a_recipe_name_that_is_a_path_is_refused(
     err = _error(capsys, "train", "--config", config, "--epochs", "1")
     assert f"recipe:{''.join(repr(name).split())}isnotarecipename" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.toml"]
+
+
+def test_a_symlink_loop_and_a_newline_in_a_quoted_path_are_listed(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A loop is one listed problem (not ``RuntimeError``); a quoted newline stays in its path."""
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    manifest = tmp_path / "clips.csv"
+    manifest.write_text('path,label\nloop1,happy\n"two\nlines.wav",sad\nmissing.wav,sad\n')
+    sets = ["--set", f"data.cache_dir={tmp_path / 'cache'}"]
+    err = _error(capsys, "preprocess", "drsn-audio", "--data", manifest, *sets)
+    assert f"{manifest}:2:{tmp_path / 'loop1'}:symlinkloop" in err
+    assert f"{manifest}:3:{tmp_path / 'two'}lines.wav:filenotfound" in err  # one path, line 3
+    assert f"{manifest}:5:{tmp_path / 'missing.wav'}:filenotfound" in err
