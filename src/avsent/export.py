@@ -63,8 +63,9 @@ class ExportWrapper(nn.Module):
 
     def __init__(self, model: AVModel) -> None:
         super().__init__()
-        self.model = model.eval()
+        self.model = model
         self.input_names = input_names(model)
+        self.eval()  # the whole wrapper, so exporters see (and say) inference mode
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         named = dict(zip(self.input_names, inputs, strict=True))

@@ -92,3 +92,9 @@ def test_default_output_lands_in_the_run_folder(trained_run: Path) -> None:
     run_cli("export", trained_run, "--format", "torchscript", "--checkpoint", "last")
     assert (trained_run / "export" / "model.pt").is_file()
     assert (trained_run / "export" / "model.pt.json").is_file()
+
+
+def test_the_wrapper_is_in_inference_mode_throughout(trained_run: Path) -> None:
+    model, _ = load_model(trained_run)
+    wrapper = ExportWrapper(model.train())  # even from a model left in training mode
+    assert not any(m.training for m in wrapper.modules())
