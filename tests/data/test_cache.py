@@ -233,3 +233,52 @@ def test_the_cache_folder_is_the_setting_else_the_environment_else_the_user_cach
     monkeypatch.setenv("AVSENT_CACHE_DIR", str(tmp_path / "env"))
     assert FeatureCache("").root == tmp_path / "env"
     assert cache_dir("~/mine") == tmp_path / "home" / "mine"  # data.cache_dir wins
+
+
+def test_a_claim_held_by_a_live_process_is_waited_for(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    cache = FeatureCache(tmp_path)
+    key = "fp/abc"
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        claim = cache.path_of(key).with_suffix(".claim")
+        claim.parent.mkdir(parents=True)
+        claim.write_text(f"{socket.gethostname()} {holder.pid}\n")
+        got: list[bool] = []
+
+        def second_run() -> None:
+            with cache.claim(key, poll_s=0.02) as ours:
+                got.append(ours)
+
+        waiter = threading.Thread(target=second_run)
+        waiter.start()
+        waiter.join(0.3)
+        assert waiter.is_alive() and not got  # waits while the holder works
+        cache.put(key, _features())  # the holder stores the entry
+        waiter.join(5)
+        assert got == [False]  # nothing left to extract
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_dead_holders_claim_is_taken_over_and_released(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    cache = FeatureCache(tmp_path)
+    key = "fp/abc"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    claim = cache.path_of(key).with_suffix(".claim")
+    claim.parent.mkdir(parents=True)
+    claim.write_text(f"{socket.gethostname()} {dead.pid}\n")  # a run killed mid-clip
+    with cache.claim(key, poll_s=0.02) as ours:
+        assert ours
+        assert claim.read_text().split() == [socket.gethostname(), str(os.getpid())]
+    assert not claim.exists()

@@ -505,3 +505,38 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
         os.kill(pid, signal.SIGKILL)
     assert not left, f"processes outlived their killed parent: {sorted(left)}"
     assert len(list(root.glob("*/*.safetensors"))) < 40
+
+
+def test_two_runs_on_one_cache_extract_each_clip_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from avsent.data import preprocess as preprocessing
+    from avsent.data.features import FeatureExtractor
+
+    clips = _tones(tmp_path / "clips", 6)
+    extracted: list[str] = []
+    real_extract = FeatureExtractor.extract
+
+    def slow_extract(self, path):  # slow enough for the two runs to meet on each clip
+        extracted.append(Path(path).name)
+        time.sleep(0.1)
+        return real_extract(self, path)
+
+    monkeypatch.setattr(preprocessing.FeatureExtractor, "extract", slow_extract)
+    config = attrs.evolve(
+        AUDIO_ONLY, data=attrs.evolve(AUDIO_ONLY.data, cache_dir=str(tmp_path / "c"))
+    )
+    results = []
+
+    def run(order: list[Path]) -> None:
+        results.append(preprocess(order, config, workers=0, progress=False))
+
+    runs = [threading.Thread(target=run, args=(o,)) for o in (clips, clips[::-1])]
+    for thread in runs:
+        thread.start()
+    for thread in runs:
+        thread.join(60)
+    assert sorted(extracted) == sorted(p.name for p in clips)  # each once, not twice
+    assert all(len(r.features) == len(clips) and not r.failed for r in results)

@@ -6,7 +6,8 @@ what changed. Entries are written to a temporary file and renamed into place, so
 run never leaves a half-written entry. Each entry carries a blake2b checksum of its arrays,
 checked with their shapes on every read: a damaged entry (flipped bits, a tampered file, a
 shape the front-ends do not produce) is deleted and reads as missing, so it is recomputed
-instead of being served.
+instead of being served. A clip being extracted is claimed (:meth:`FeatureCache.claim`),
+so two runs on one cache extract it once.
 
 Where the store lives is :func:`cache_dir`'s decision alone: ``data.cache_dir`` when set,
 else ``$AVSENT_CACHE_DIR``, else one folder per user under the user's cache folder.
@@ -18,7 +19,9 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -35,6 +38,9 @@ HASH_INDEX = "content-hashes.json"
 _CHUNK = 1 << 20
 #: a temporary file this old belongs to a run that was killed, not to one still writing
 STALE_TEMPORARY_S = 3600.0
+CLAIM_SUFFIX = ".claim"
+#: a claim whose holder cannot be asked (it is on another machine) is taken over after this
+CLAIM_STALE_S = STALE_TEMPORARY_S
 #: array name → (dtype, number of dimensions) an entry must have
 _ARRAYS = {"audio": (np.float32, 2), "video": (np.uint8, 4), "geometry": (np.float32, 2)}
 #: what :meth:`FeatureCache.problem` answers for an entry that is not there
@@ -186,6 +192,34 @@ class FeatureCache:
         metadata["blake2b"] = _checksum(arrays, metadata.get("face_fraction", ""))
         atomic_write_bytes(self.path_of(key), save(arrays, metadata=metadata))
 
+    @contextlib.contextmanager
+    def claim(self, key: str, poll_s: float = 0.2) -> Iterator[bool]:
+        """Hold ``key`` while extracting it, so that a second run on the same cache waits
+        for the entry instead of extracting the clip again.
+
+        Yields ``True`` when the caller should extract (it holds the claim), ``False``
+        when another process stored a sound entry meanwhile. A claim whose holder died
+        (same machine: its pid is gone; another machine: older than
+        :data:`CLAIM_STALE_S`) is taken over, so a killed run never blocks the next.
+        """
+        path = self.path_of(key).with_suffix(CLAIM_SUFFIX)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while not _take_claim(path):
+            if self._has_sound(key):
+                yield False
+                return
+            if _holder_gone(path):
+                path.unlink(missing_ok=True)
+            else:
+                time.sleep(poll_s)
+        try:
+            yield not self._has_sound(key)
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _has_sound(self, key: str) -> bool:
+        return self.path_of(key).exists() and self.problem(key) is None
+
     def _read(self, key: str, spec: EntrySpec | None = None) -> ClipFeatures:
         """The checked entry; a damaged one is deleted and raises :class:`DamagedEntry`."""
         path = self.path_of(key)
@@ -198,6 +232,36 @@ class FeatureCache:
             if isinstance(exc, DamagedEntry):
                 raise
             raise DamagedEntry(f"unreadable: {exc}") from exc
+
+
+def _take_claim(path: Path) -> bool:
+    """Create the claim file, naming this process; ``False`` when it already exists."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"{socket.gethostname()} {os.getpid()}\n")
+    return True
+
+
+def _holder_gone(path: Path) -> bool:
+    """Whether the process named in a claim file can no longer finish its work."""
+    try:
+        text = path.read_text()
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return False  # released just now: the next attempt takes it
+    host, _, pid = text.strip().partition(" ")
+    if host != socket.gethostname() or not pid.isdigit():  # elsewhere, or still being written
+        return age > CLAIM_STALE_S
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
 
 
 def _checksum(arrays: dict[str, np.ndarray], face_fraction: str) -> str:

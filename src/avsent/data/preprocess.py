@@ -352,19 +352,27 @@ def _extract_into(
     start = time.perf_counter()
     problem = None
     try:
+        with cache.claim(key) as ours:  # another run on this cache may be extracting it
+            if ours:
+                problem = _extract_and_store(extractor, cache, path, key)
+    except OSError as exc:
+        raise _cache_write_error(exc, cache.path_of(key), path) from None
+    return problem, time.perf_counter() - start
+
+
+def _extract_and_store(
+    extractor: FeatureExtractor, cache: FeatureCache, path: Path, key: str
+) -> str | None:
+    try:
         features = extractor.extract(path)
     except MediaError as exc:
-        problem = exc.problem
+        return exc.problem
     except AvsentError as exc:
-        problem = str(exc)
+        return str(exc)
     except Exception as exc:  # one odd file must not end a long run; report it instead
-        problem = f"unexpected {type(exc).__name__}: {exc}"
-    else:
-        try:
-            cache.put(key, features)
-        except OSError as exc:
-            raise _cache_write_error(exc, cache.path_of(key), path) from None
-    return problem, time.perf_counter() - start
+        return f"unexpected {type(exc).__name__}: {exc}"
+    cache.put(key, features)
+    return None
 
 
 def _cache_write_error(exc: OSError, target: Path, clip: Path | None) -> CacheWriteError:
