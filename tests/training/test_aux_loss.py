@@ -4,32 +4,19 @@ the fused one, over the clips that have the branch's modality."""
 from __future__ import annotations
 
 import attrs
-import numpy as np
 import torch
 from torch import nn
 
-from avsent.data.features import ClipFeatures
-from avsent.data.loader import Sample, collate
+from avsent.data.loader import collate
 from avsent.labels import EMOTIONS
 from avsent.model import build_model, inputs_for
 from avsent.run_config import default_run_config
 from avsent.training.loop import _LossModule
-from tiny_av import TINY_AV
+from tiny_av import TINY_AV, av_samples
 
 
 def batch_of(n: int):
-    rng = np.random.default_rng(0)
-    samples = [
-        Sample(
-            ClipFeatures(
-                audio=rng.normal(size=(140, 40)).astype(np.float32),
-                video=rng.integers(0, 255, size=(8, 32, 32, 3), dtype=np.uint8),
-            ),
-            i % 7,
-        )
-        for i in range(n)
-    ]
-    batch = collate(samples)
+    batch = collate(av_samples(n))
     return batch, batch.targets
 
 

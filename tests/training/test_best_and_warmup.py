@@ -8,27 +8,14 @@ warm-up off; the default (``warmup_epochs = 1``) is checked here over several st
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from rich.console import Console
-from tiny_training import CLASSES
+from tiny_training import quiet_trainer
 
-from avsent.model import build_model, inputs_for
 from avsent.training import loop
 from avsent.training.checkpoint import checkpoint_path, read_checkpoint
-from avsent.training.loop import TrainData, Trainer, seed_everything
-
-
-def _trainer(config: Any, sets: tuple, run_dir: Path) -> Trainer:
-    train_set, val_set = sets
-    seed_everything(config.train.seed)
-    model = build_model(config, inputs_for(config), CLASSES)
-    data = TrainData(train_set, val_set, train_set.labels, CLASSES)
-    quiet = Console(file=open("/dev/null", "w"))  # noqa: SIM115
-    return Trainer(config, model, data, run_dir=run_dir, console=quiet, progress=False)
 
 
 def test_best_checkpoint_holds_the_best_epochs_weights(
@@ -42,7 +29,7 @@ def test_best_checkpoint_holds_the_best_epochs_weights(
         return {**real_report(y_true, y_pred, names), "macro_f1": next(scores)}
 
     monkeypatch.setattr(loop, "classification_report", scripted)
-    trainer = _trainer(tiny_config(epochs=3), feature_sets, tmp_path)
+    trainer = quiet_trainer(tiny_config(epochs=3), feature_sets, tmp_path)
     weights: list[dict[str, torch.Tensor]] = []
     trainer.callbacks.append(
         lambda record: weights.append(
@@ -65,7 +52,7 @@ def test_best_checkpoint_holds_the_best_epochs_weights(
 
 def test_warmup_lasts_warmup_epochs_of_steps(tmp_path: Path, feature_sets, tiny_config) -> None:
     config = tiny_config(epochs=2, warmup_epochs=1, schedule="constant")
-    trainer = _trainer(config, feature_sets, tmp_path)
+    trainer = quiet_trainer(config, feature_sets, tmp_path)
     steps = trainer.steps_per_epoch
     assert steps == 3  # 24 clips, batch 8: several steps in the warm-up epoch
     real_step, lrs = trainer._step, []

@@ -6,30 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from avsent.data.features import ClipFeatures
 from avsent.data.loader import Sample, collate
 from avsent.labels import EMOTIONS
 from avsent.model import build_model, inputs_for
 from avsent.run_config import default_run_config
 from avsent.training.loop import evaluate
-from tiny_av import TINY_AV
+from tiny_av import TINY_AV, av_samples
 
 TINY = {**TINY_AV, "train.batch_size": 4}
 
 
 class Clips(torch.utils.data.Dataset):
     def __init__(self, n: int) -> None:
-        rng = np.random.default_rng(0)
-        self.samples = [
-            Sample(
-                ClipFeatures(
-                    audio=rng.normal(size=(140, 40)).astype(np.float32),
-                    video=rng.integers(0, 255, size=(8, 32, 32, 3), dtype=np.uint8),
-                ),
-                i % 7,
-            )
-            for i in range(n)
-        ]
+        self.samples = av_samples(n)
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -5,35 +5,18 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from avsent.config import ConfigError
-from avsent.data.features import ClipFeatures
-from avsent.data.loader import Sample, collate
+from avsent.data.loader import collate
 from avsent.labels import EMOTIONS
 from avsent.model import build_model, inputs_for
 from avsent.run_config import default_run_config
 from avsent.training import modulation
 from avsent.training.loop import _LossModule
-from tiny_av import TINY_AV
-
-
-def av_batch(n: int):
-    rng = np.random.default_rng(0)
-    samples = [
-        Sample(
-            ClipFeatures(
-                audio=rng.normal(size=(140, 40)).astype(np.float32),
-                video=rng.integers(0, 255, size=(8, 32, 32, 3), dtype=np.uint8),
-            ),
-            i % 7,
-        )
-        for i in range(n)
-    ]
-    return collate(samples)
+from tiny_av import TINY_AV, av_samples
 
 
 def test_only_the_more_confident_branch_is_slowed() -> None:
@@ -64,7 +47,7 @@ def test_gradients_are_scaled_per_branch_with_noise_of_their_own_std() -> None:
     torch.manual_seed(0)
     config = default_run_config("mavsa-di", {**TINY_AV, "train.aux_loss": 1.0})
     model = build_model(config, inputs_for(config), EMOTIONS)
-    batch = av_batch(6)
+    batch = collate(av_samples(6))
     _LossModule(model, nn.CrossEntropyLoss(), aux_loss=1.0)(batch, batch.targets).backward()
     before = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
     factors = {"audio": 0.25, "video": 1.0}

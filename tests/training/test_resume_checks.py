@@ -9,26 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from rich.console import Console
 from safetensors import safe_open
 from safetensors.torch import load_file, save
-from tiny_training import CLASSES
+from tiny_training import quiet_trainer
 
 from avsent.errors import CheckpointError
-from avsent.model import build_model, inputs_for
 from avsent.training.checkpoint import checkpoint_path
-from avsent.training.loop import TrainData, Trainer, seed_everything
 
 Tensors = dict[str, torch.Tensor]
-
-
-def _trainer(config, sets, run_dir: Path) -> Trainer:
-    train_set, val_set = sets
-    seed_everything(config.train.seed)
-    model = build_model(config, inputs_for(config), CLASSES)
-    data = TrainData(train_set, val_set, train_set.labels, CLASSES)
-    quiet = Console(file=open("/dev/null", "w"))  # noqa: SIM115
-    return Trainer(config, model, data, run_dir=run_dir, console=quiet, progress=False)
 
 
 def _rewrite(path: Path, header: Callable[[dict], None], tensors: Callable[[Tensors], Tensors]):
@@ -74,10 +62,10 @@ def test_a_tampered_last_checkpoint_stops_resume_naming_the_field(
     tmp_path: Path, feature_sets, tiny_config, case: str
 ) -> None:
     config = tiny_config(epochs=2)
-    _trainer(config, feature_sets, tmp_path).fit()
+    quiet_trainer(config, feature_sets, tmp_path).fit()
     header, tensors, message = CASES[case]
     _rewrite(checkpoint_path(tmp_path, "last"), header, tensors)
-    trainer = _trainer(config, feature_sets, tmp_path)
+    trainer = quiet_trainer(config, feature_sets, tmp_path)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     with pytest.raises(CheckpointError, match="damaged") as caught:
         trainer.fit(resume=True)

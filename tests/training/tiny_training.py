@@ -5,15 +5,20 @@ A module of its own (not conftest) so spawned DDP worker processes can import it
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
 from torch.utils.data import Dataset
 
 from avsent.config import from_dict, merge
 from avsent.data.features import ClipFeatures
 from avsent.data.loader import Sample
+from avsent.model import build_model, inputs_for
 from avsent.run_config import RunConfig, run_config_dict
+from avsent.training.loop import TrainData, Trainer, seed_everything
 
 CLASSES = ("a", "b", "c")
 #: an audio-only recipe narrowed to a few hundred parameters
@@ -51,3 +56,15 @@ class FeatureList(Dataset):
 
     def __getitem__(self, index: int) -> Sample:
         return self.items[index]
+
+
+def quiet_trainer(
+    config: RunConfig, sets: tuple[FeatureList, FeatureList], run_dir: Path
+) -> Trainer:
+    """A :class:`Trainer` of the tiny model on (train, val) sets, printing nothing."""
+    train_set, val_set = sets
+    seed_everything(config.train.seed)
+    model = build_model(config, inputs_for(config), CLASSES)
+    data = TrainData(train_set, val_set, train_set.labels, CLASSES)
+    quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115
+    return Trainer(config, model, data, run_dir=run_dir, console=quiet, progress=False)
