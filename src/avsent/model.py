@@ -169,10 +169,11 @@ class AVModel(nn.Module):
             tokens = Tokens(tokens.x + g, tokens.mask)
         return self.video_intra(tokens)
 
-    def forward(self, batch: Batch) -> ModelOutput:
-        """Logits of the batch. A branch whose input the batch lacks (a file without a video
-        stream, ``evaluate --drop video``) reaches the fusion as tokens with no real step,
-        as a clip whose modality was dropped in training does; fusions treat both alike."""
+    def branch_tokens(self, batch: Batch) -> tuple[Tokens | None, Tokens | None]:
+        """The (audio, video) tokens the fusion receives (``None`` for a branch the model
+        lacks). A branch whose input the batch lacks (a file without a video stream,
+        ``evaluate --drop video``) gives tokens with no real step, as a clip whose modality
+        was dropped in training does; fusions treat both alike."""
         audio = video = None
         if self.uses_audio:
             has = batch.audio is not None
@@ -180,6 +181,11 @@ class AVModel(nn.Module):
         if self.uses_video:
             has = batch.video is not None
             video = self.encode_video(batch) if has else _absent(batch, self.video_dim)
+        return audio, video
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        """Logits of the batch (see :meth:`branch_tokens` for a missing modality)."""
+        audio, video = self.branch_tokens(batch)
         fused = self.fusion(audio, video)
         branches = {}
         for name, tokens in (("audio", audio), ("video", video)):

@@ -241,12 +241,12 @@ def test_no_copies_split_exactly_as_before() -> None:
 
 
 def test_duplicates_are_found_by_content_and_named() -> None:
-    from avsent.data.splits import describe_duplicates, duplicate_groups
+    from avsent.data.splits import content_hashes, describe_duplicates, duplicate_groups
 
     clips = corpus(speakers=1, per_label=2)  # 6 clips
     content = {0: "x", 1: "y", 2: "x", 3: "z", 4: "x", 5: "y"}
     by_path = {c.path: content[i] for i, c in enumerate(clips)}
-    groups = duplicate_groups(clips, by_path.__getitem__)
+    groups = duplicate_groups(content_hashes(clips, by_path.__getitem__))
     assert groups == [[0, 2, 4], [1, 5]]
     message = describe_duplicates(clips, groups)
     assert message.startswith("3 clips are byte-identical copies of another: ")

@@ -219,11 +219,11 @@ def n_folds(clips: Sequence[Clip], config: SplitConfig) -> int:
     return 1
 
 
-def duplicate_groups(clips: Sequence[Clip], content_hash: ContentHash) -> list[list[int]]:
-    """Indices of clips with the same bytes (``content_hash``, e.g. the feature cache's),
-    each group in clip order; clips that cannot be read are left to preprocessing to report."""
+def duplicate_groups(hashes: Sequence[str | None]) -> list[list[int]]:
+    """Indices of clips with the same bytes (their :func:`content_hashes`), each group in
+    clip order; clips that could not be read (``None``) are left to preprocessing to report."""
     by_hash: dict[str, list[int]] = defaultdict(list)
-    for i, digest in enumerate(content_hashes(clips, content_hash)):
+    for i, digest in enumerate(hashes):
         if digest is not None:
             by_hash[digest].append(i)
     return [group for group in by_hash.values() if len(group) > 1]

@@ -93,12 +93,13 @@ def split_clips(
     """``data.split`` of ``clips``, with byte-identical copies kept in one part (or refused,
     by ``data.duplicates``); the copies are found by the feature cache's content hashes,
     which the split records so a later run can tell its clips apart from changed ones."""
-    found = None
+    hashes = None
     if ctx.is_main:
         cache = FeatureCache(config.data.cache_dir)
-        found = [content_hashes(clips, cache.file_hash), duplicate_groups(clips, cache.file_hash)]
+        hashes = content_hashes(clips, cache.file_hash)
         cache.save_index()  # preprocessing reuses these hashes instead of reading files again
-    hashes, groups = distributed.broadcast_json(found, ctx)
+    hashes = distributed.broadcast_json(hashes, ctx)
+    groups = duplicate_groups(hashes)
     if groups:
         message = describe_duplicates(clips, groups)
         if config.data.duplicates == "refuse":

@@ -51,11 +51,12 @@ def pooled_features(
                          device=device)  # fmt: skip
     for batch in loader:
         batch = batch.to(device)
-        if model.uses_audio and batch.audio is not None:
-            parts["audio"].append(model.encode_audio(batch).mean().float().cpu().numpy())
-        if model.uses_video and batch.video is not None:
-            parts["video"].append(model.encode_video(batch).mean().float().cpu().numpy())
-        parts["fused"].append(model(batch).fused.float().cpu().numpy())
+        audio, video = model.branch_tokens(batch)  # encoded once, for probes and fusion
+        if audio is not None and batch.audio is not None:
+            parts["audio"].append(audio.mean().float().cpu().numpy())
+        if video is not None and batch.video is not None:
+            parts["video"].append(video.mean().float().cpu().numpy())
+        parts["fused"].append(model.fusion(audio, video).float().cpu().numpy())
         labels.append(batch.targets.cpu().numpy())
     model.train(was_training)
     features = {b: np.concatenate(rows) for b, rows in parts.items() if rows}
