@@ -52,6 +52,20 @@ class FacesConfig:
 
 
 @attrs.define
+class OuterSplit:
+    """The outer fold of nested cross-validation, kept out of sight of the split below.
+
+    With ``fold`` set, the clips are first split by the same method into ``folds`` folds
+    and that outer fold's test clips are left out; the split proper (``method``, ``folds``,
+    ``fold``) is then made on the clips that remain. Settings chosen on such inner splits
+    never saw the outer test speakers (``avsent tune``). None = no nesting.
+    """
+
+    fold: int | None = attrs.field(default=None, validator=v.optional(v.ge(0)))
+    folds: int = attrs.field(default=5, validator=v.ge(2))
+
+
+@attrs.define
 class SplitConfig:
     """How clips are divided; ``speaker-kfold`` and ``loso`` keep speakers apart.
 
@@ -66,6 +80,7 @@ class SplitConfig:
     fold: int = attrs.field(default=0, validator=v.ge(0))
     val_fraction: float = attrs.field(default=0.15, validator=[v.ge(0.0), v.lt(1.0)])
     test_fraction: float = attrs.field(default=0.15, validator=[v.ge(0.0), v.lt(1.0)])
+    outer: OuterSplit = attrs.Factory(OuterSplit)
 
 
 @attrs.define
@@ -236,6 +251,11 @@ def run_config_dict(recipe: str) -> dict[str, Any]:
     data = merge(base, found.config, RunConfig)
     data["recipe"] = recipe
     return data
+
+
+def with_overrides(config: RunConfig, changes: dict[str, Any]) -> RunConfig:
+    """``config`` with dotted overrides applied (every field re-checked)."""
+    return from_dict(RunConfig, apply_overrides(to_dict(config), changes, RunConfig))
 
 
 def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:

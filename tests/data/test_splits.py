@@ -17,9 +17,10 @@ from avsent.data.splits import (
     loso_folds,
     make_split,
     n_folds,
+    resolve_method,
     speaker_folds,
 )
-from avsent.run_config import SplitConfig
+from avsent.run_config import OuterSplit, SplitConfig
 
 LABELS = ("sad", "angry", "happy")
 
@@ -251,3 +252,67 @@ def test_duplicates_are_found_by_content_and_named() -> None:
     message = describe_duplicates(clips, groups)
     assert message.startswith("3 clips are byte-identical copies of another: ")
     assert f"{clips[2].path} = {clips[0].path}" in message
+
+
+# -- nested (an outer fold kept out of sight) -------------------------------------------
+
+
+def nested(fold: int, *, outer_fold: int = 1, folds: int = 3, method: str = "speaker-kfold"):
+    return SplitConfig(
+        method=method, folds=folds, fold=fold, outer=OuterSplit(fold=outer_fold, folds=5)
+    )
+
+
+def test_a_nested_split_never_uses_the_outer_test_speakers() -> None:
+    clips = corpus(speakers=10)
+    outer = make_split(clips, SplitConfig(method="speaker-kfold", folds=5, fold=1), seed=3)
+    hidden = outer.speakers("test")
+    assert hidden
+    seen: set[str] = set()
+    for fold in range(n_folds(clips, nested(0), seed=3)):
+        split = make_split(clips, nested(fold), seed=3)
+        used = split.speakers("train") | split.speakers("val") | split.speakers("test")
+        assert not used & hidden
+        assert used == outer.speakers("train") | outer.speakers("val")
+        assert not split.speakers("test") & split.speakers("train")
+        assert split.notes[0].startswith("nested: outer fold 1 of 5 left out")
+        seen |= split.speakers("test")
+    # the inner folds test every speaker the outer fold trains or validates on, once
+    assert seen == outer.speakers("train") | outer.speakers("val")
+
+
+def test_nested_fold_count_is_of_the_speakers_left() -> None:
+    clips = corpus(speakers=10)
+    # leave-one-speaker-out inside leave-one-speaker-out: 9 speakers left, 9 inner folds
+    assert n_folds(clips, nested(0, outer_fold=0, method="loso")) == 9
+    assert n_folds(clips, nested(0, outer_fold=0, folds=3)) == 3
+    inner = make_split(clips, nested(8, outer_fold=0, method="loso"), seed=0)
+    assert len(inner.speakers("test")) == 1
+
+
+def test_a_nested_split_keeps_copies_with_their_original() -> None:
+    clips = corpus(speakers=10)
+    groups = [[0, len(clips) - 1]]  # the first clip and the last are the same bytes
+    split = make_split(clips, nested(0), seed=0, groups=groups)
+    part = {i: name for name in ("train", "val", "test") for i in getattr(split, name)}
+    assert part.get(0) == part.get(len(clips) - 1)
+
+
+def test_a_nested_split_round_trips_with_the_hidden_clips_in_no_part(tmp_path: Path) -> None:
+    clips = corpus(speakers=10)
+    split = make_split(clips, nested(2), seed=0)
+    split.save(tmp_path / "split.json")
+    again = Split.load(tmp_path / "split.json")
+    assert (again.train, again.val, again.test) == (split.train, split.val, split.test)
+    unused = len(clips) - len(split.train + split.val + split.test)
+    records = json.loads((tmp_path / "split.json").read_text())["clips"]
+    assert unused > 0 and sum(r["part"] is None for r in records) == unused
+
+
+def test_auto_in_a_nested_split_is_decided_by_the_outer_fold_count() -> None:
+    config = SplitConfig(folds=2, outer=OuterSplit(fold=0, folds=5))
+    assert resolve_method(corpus(speakers=6), config)[0].method == "speaker-kfold"
+    # 4 speakers are enough for 2 inner folds but not for 5 outer ones: random at both levels
+    assert resolve_method(corpus(speakers=4), config)[0].method == "random"
+    split = make_split(corpus(speakers=4), config, seed=0)
+    assert split.method == "random" and split.test

@@ -1,5 +1,5 @@
 """The built-in commands: ``train``, ``evaluate``, ``predict``, ``preprocess``, ``reproduce``,
-``report`` and ``export``."""
+``report``, ``export`` and ``tune``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ def register_builtin_commands(cli: Any) -> None:
     from avsent.commands.report import report
     from avsent.commands.reproduce import reproduce
     from avsent.commands.train import train
+    from avsent.commands.tune import tune
 
-    for command in (train, evaluate, predict, preprocess, reproduce, report, export):
+    for command in (train, evaluate, predict, preprocess, reproduce, report, export, tune):
         cli.add_command(command)

@@ -8,7 +8,7 @@ import rich_click as click
 
 from avsent import strict_json
 from avsent.cli import console, overrides_option, parse_overrides
-from avsent.commands.options import check_run, data_option, data_overrides, with_overrides
+from avsent.commands.options import check_run, data_option, data_overrides
 
 SPLITS = ("test", "val", "train", "all")
 
@@ -58,6 +58,7 @@ def evaluate(
     classes the model was trained on. `--set data.*` overrides change how data is read
     (e.g. `data.cache_dir`); the model and its front-ends stay as trained.
     """
+    from avsent.run_config import with_overrides
     from avsent.training.evaluation import evaluate_run
     from avsent.training.report import results_table, write_report
 

@@ -12,8 +12,6 @@ import rich_click as click
 
 from avsent.config import (
     NONE,
-    apply_overrides,
-    from_dict,
     load_toml,
     merge,
     parse_override,
@@ -183,8 +181,3 @@ def write_plugin_provenance(run_dir: Path, config: RunConfig) -> None:
                         "distribution": dist.name if dist else None,
                         "version": dist.version if dist else None}  # fmt: skip
     atomic_write_text(run_dir / PLUGINS_FILE, json.dumps(record, indent=2) + "\n")
-
-
-def with_overrides(config: RunConfig, changes: dict[str, Any]) -> RunConfig:
-    """``config`` with dotted overrides applied (every field re-checked)."""
-    return from_dict(RunConfig, apply_overrides(to_dict(config), changes, RunConfig))

@@ -196,22 +196,28 @@ def resolve_method(clips: Sequence[Clip], config: SplitConfig) -> tuple[SplitCon
     if config.method != "auto":
         return config, ""
     speakers = {c.speaker for c in clips}
-    if None not in speakers and "" not in speakers and len(speakers) >= config.folds:
+    # nested: the outer split decides, over all clips, and the inner split follows it
+    folds = config.folds if config.outer.fold is None else config.outer.folds
+    if None not in speakers and "" not in speakers and len(speakers) >= folds:
         method = "speaker-kfold"
-        why = f"every clip has a speaker ({len(speakers)} speakers, {config.folds} folds)"
+        why = f"every clip has a speaker ({len(speakers)} speakers, {folds} folds)"
     else:
         method = "random"
         why = (
-            f"only {len(speakers)} speakers for {config.folds} folds"
+            f"only {len(speakers)} speakers for {folds} folds"
             if None not in speakers and "" not in speakers
             else "not every clip has a speaker"
         )
     return attrs.evolve(config, method=method), f"split method auto → {method}: {why}"
 
 
-def n_folds(clips: Sequence[Clip], config: SplitConfig) -> int:
-    """How many folds the method has (1 for ``random`` and ``predefined``)."""
+def n_folds(clips: Sequence[Clip], config: SplitConfig, seed: int = 0) -> int:
+    """How many folds the method has (1 for ``random`` and ``predefined``); with an outer
+    fold (``config.outer``), the folds of the clips outside its test part."""
     config, _ = resolve_method(clips, config)
+    if config.outer.fold is not None:
+        outer = _outer_split(tuple(clips), config, seed, ())
+        clips = [clips[i] for i in sorted(outer.train + outer.val)]
     if config.method == "speaker-kfold":
         return len(speaker_folds(clips, config.folds))
     if config.method == "loso":
@@ -254,6 +260,8 @@ def make_split(
     """
     clips = tuple(clips)
     config, note = resolve_method(clips, config)
+    if config.outer.fold is not None:
+        return _with_note(_nested_split(clips, config, seed, groups), note)
     if not groups:
         return _with_note(_make_split(clips, config, seed), note)
     original = {i: group[0] for group in groups for i in group[1:]}
@@ -267,6 +275,44 @@ def make_split(
     copies = f"{len(original)} byte-identical copies kept in the part of the clip they copy"
     split = attrs.evolve(inner, **parts, clips=clips, notes=(*inner.notes, copies))
     return _with_note(split, note)
+
+
+def _outer_split(
+    clips: tuple[Clip, ...], config: SplitConfig, seed: int, groups: Sequence[Sequence[int]]
+) -> Split:
+    """``config.outer``'s split of ``clips``: same method, the outer fold count and fold."""
+    outer_config = attrs.evolve(
+        _without_outer(config), folds=config.outer.folds, fold=config.outer.fold
+    )
+    return make_split(clips, outer_config, seed, groups=groups)
+
+
+def _without_outer(config: SplitConfig) -> SplitConfig:
+    return attrs.evolve(config, outer=attrs.evolve(config.outer, fold=None))
+
+
+def _nested_split(
+    clips: tuple[Clip, ...], config: SplitConfig, seed: int, groups: Sequence[Sequence[int]]
+) -> Split:
+    """The split of the clips outside ``config.outer``'s test part; those clips are in no
+    part, so nothing trained, stopped early or scored on this split has seen them."""
+    outer = _outer_split(clips, config, seed, groups)
+    kept = sorted(outer.train + outer.val)
+    position = {i: j for j, i in enumerate(kept)}
+    kept_groups = [[position[i] for i in g if i in position] for g in groups]
+    inner = make_split([clips[i] for i in kept], _without_outer(config), seed,
+                       groups=[g for g in kept_groups if len(g) > 1])  # fmt: skip
+    left_out = sorted({c.speaker or "?" for c in outer.part("test")})
+    note = (
+        f"nested: outer fold {config.outer.fold} of {config.outer.folds} left out "
+        f"({len(outer.test)} clips, speakers {' '.join(left_out)}); this split is of the rest"
+    )
+    return attrs.evolve(
+        inner,
+        **{name: [kept[j] for j in getattr(inner, name)] for name in PARTS},
+        clips=clips,
+        notes=(note, *inner.notes),
+    )
 
 
 def _with_note(split: Split, note: str) -> Split:

@@ -207,7 +207,7 @@ def fold_count(config: Any) -> int:
             f"k-fold runs need 'speaker-kfold' or 'loso', not {split.method!r}"
             + (" (what 'auto' chose for this data)" if config.data.split.method == "auto" else ""),
         )
-    return n_folds(clips, split)
+    return n_folds(clips, split, config.train.seed)
 
 
 def with_fold(config: Any, fold: int) -> Any:
