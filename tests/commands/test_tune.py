@@ -37,7 +37,8 @@ def test_tune_chooses_on_inner_folds_and_tests_the_winner_on_unseen_speakers(
     record = json.loads((run_dir / "tune.json").read_text())
     rows = record["candidates"]
     assert [r["candidate"] for r in rows] == [
-        "as configured", "train.lr=0.02 train.weight_decay=0.0"
+        "as configured",
+        "train.lr=0.02 train.weight_decay=0.0",
     ]
     final_split = run_dir / record["final"]["folder"] / "split.json"
     hidden = part_speakers(final_split, "test")
