@@ -17,6 +17,7 @@ FFmpeg traceback:
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -47,10 +48,40 @@ def load_audio(
 
     Channels are averaged (so a stereo file with identical channels keeps its level), and
     FFmpeg's resampler converts the rate while decoding. ``max_seconds`` stops decoding
-    early (long files, training crops); the truncation check is skipped then.
+    early (long files, training crops); the truncation check is skipped then. The samples
+    are :func:`stream_audio`'s blocks, joined.
 
     :raises MediaError: the file is missing, has no audio, is corrupt, truncated, empty
         or silent (see the module docstring for the two opt-outs).
+    """
+    blocks = list(
+        stream_audio(
+            path,
+            sample_rate,
+            max_seconds=max_seconds,
+            allow_silent=allow_silent,
+            allow_truncated=allow_truncated,
+            silence_threshold=silence_threshold,
+        )
+    )
+    return np.ascontiguousarray(np.concatenate(blocks), dtype=np.float32)
+
+
+def stream_audio(
+    path: str | Path,
+    sample_rate: int,
+    *,
+    max_seconds: float | None = None,
+    allow_silent: bool = False,
+    allow_truncated: bool = False,
+    silence_threshold: float = SILENCE_THRESHOLD,
+) -> Iterator[np.ndarray]:
+    """:func:`load_audio`'s samples as mono float32 blocks, decoded and resampled one
+    FFmpeg frame at a time, so a file of any length costs the memory of a few frames.
+
+    The checks that need the whole file (truncated, empty, silent, NaN) run after the last
+    block: the MediaError comes at the end of the iteration, so a consumer must finish it
+    before trusting what it computed. A file that cannot be opened fails on the first block.
     """
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
@@ -62,34 +93,60 @@ def load_audio(
     if not path.is_file():
         raise MediaError(path, "not a file (a folder?)")
     limit = None if max_seconds is None else round(max_seconds * sample_rate)
-    samples, declared = _decode(path, sample_rate, limit)
-    if samples.size == 0:
-        raise MediaError(path, "the audio stream contains no samples (empty clip)")
-    if limit is None and not allow_truncated and declared is not None:
-        decoded = samples.size / sample_rate
-        if decoded < declared - max(
-            TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_FRACTION * declared
-        ):
-            raise MediaError(
-                path,
-                f"audio is truncated: only {decoded:.2f} s could be decoded of the "
-                f"{declared:.2f} s the file declares (an interrupted copy or download?)",
-            )
-    peak = float(np.max(np.abs(samples)))
-    if not np.isfinite(peak):
-        raise MediaError(path, "decoded audio contains NaN or infinite values (corrupt data)")
-    if peak < silence_threshold and not allow_silent:
-        level = 20 * np.log10(peak) if peak > 0 else float("-inf")
+    decoded = _Decoded()
+    for block in _decode(path, sample_rate, limit, decoded):
+        decoded.add(block)
+        yield block
+    _check(path, decoded, sample_rate, check_length=limit is None and not allow_truncated)
+    if decoded.peak < silence_threshold and not allow_silent:
+        level = 20 * np.log10(decoded.peak) if decoded.peak > 0 else float("-inf")
         raise MediaError(
             path,
             f"the audio is silent (peak {level:.0f} dBFS, threshold "
             f"{20 * np.log10(silence_threshold):.0f} dBFS)",
         )
-    return samples
 
 
-def _decode(path: Path, sample_rate: int, limit: int | None) -> tuple[np.ndarray, float | None]:
-    """Samples (mono, resampled) and the duration in seconds the file declares, if any."""
+class _Decoded:
+    """What the whole-file checks need, gathered block by block."""
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.peak = 0.0
+        self.finite = True
+        self.declared: float | None = None  #: the duration the file declares, if any
+
+    def add(self, block: np.ndarray) -> None:
+        self.samples += block.size
+        if block.size:
+            peak = float(np.max(np.abs(block)))
+            self.finite = self.finite and bool(np.isfinite(peak))
+            self.peak = max(self.peak, peak) if np.isfinite(peak) else self.peak
+
+
+def _check(path: Path, decoded: _Decoded, sample_rate: int, *, check_length: bool) -> None:
+    """Empty, truncated and non-finite audio, in that order (silence is the caller's)."""
+    if decoded.samples == 0:
+        raise MediaError(path, "the audio stream contains no samples (empty clip)")
+    declared = decoded.declared
+    if check_length and declared is not None:
+        seconds = decoded.samples / sample_rate
+        if seconds < declared - max(
+            TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_FRACTION * declared
+        ):
+            raise MediaError(
+                path,
+                f"audio is truncated: only {seconds:.2f} s could be decoded of the "
+                f"{declared:.2f} s the file declares (an interrupted copy or download?)",
+            )
+    if not decoded.finite:
+        raise MediaError(path, "decoded audio contains NaN or infinite values (corrupt data)")
+
+
+def _decode(
+    path: Path, sample_rate: int, limit: int | None, decoded: _Decoded
+) -> Iterator[np.ndarray]:
+    """Mono resampled blocks, at most ``limit`` samples in all; sets ``decoded.declared``."""
     try:
         container = av.open(str(path))
     except _DECODE_ERRORS as exc:
@@ -99,42 +156,40 @@ def _decode(path: Path, sample_rate: int, limit: int | None) -> tuple[np.ndarray
             kinds = sorted({s.type for s in container.streams}) or ["no streams at all"]
             raise MediaError(path, f"has no audio stream (it contains: {', '.join(kinds)})")
         stream = container.streams.audio[0]
-        declared = _declared_seconds(path, container, stream)
-        chunks: list[np.ndarray] = []
-        total = 0
+        decoded.declared = _declared_seconds(path, container, stream)
+        left = limit
         resampler = None
-        try:
-            for frame in container.decode(stream):
-                if resampler is None:
+        frames = container.decode(stream)
+        while left is None or left > 0:
+            try:
+                frame = next(frames, None)
+                if resampler is None and frame is not None:
                     # Keep the channel layout (averaged below); only the rate changes.
                     # Packed "flt", not planar: PyAV crashes reading 8+ planes.
                     resampler = av.AudioResampler(
                         format="flt", layout=frame.layout, rate=sample_rate
                     )
-                for out in resampler.resample(frame):
-                    total += _append(chunks, out)
-                if limit is not None and total >= limit:
-                    break
-            else:
-                if resampler is not None:
-                    for out in resampler.resample(None):
-                        total += _append(chunks, out)
-        except _DECODE_ERRORS as exc:
-            raise MediaError(
-                path, f"the audio data is corrupt or truncated ({_reason(exc)})"
-            ) from None
-    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    if limit is not None:
-        samples = samples[:limit]
-    return np.ascontiguousarray(samples, dtype=np.float32), declared
+                # None flushes the resampler's last samples at the end of the stream
+                outs = [] if resampler is None else resampler.resample(frame)
+            except _DECODE_ERRORS as exc:
+                raise MediaError(
+                    path, f"the audio data is corrupt or truncated ({_reason(exc)})"
+                ) from None
+            for out in outs:
+                block = _mono(out)
+                if left is not None:
+                    block, left = block[:left], left - min(left, block.size)
+                if block.size:
+                    yield block
+            if frame is None:
+                break
 
 
-def _append(chunks: list[np.ndarray], frame: av.AudioFrame) -> int:
+def _mono(frame: av.AudioFrame) -> np.ndarray:
     channels = frame.layout.nb_channels
     interleaved = frame.to_ndarray().reshape(-1, channels)  # packed: [1, samples · channels]
     mono = interleaved.mean(axis=1, dtype=np.float32) if channels > 1 else interleaved[:, 0]
-    chunks.append(mono)
-    return mono.size
+    return np.ascontiguousarray(mono, dtype=np.float32)
 
 
 def _declared_seconds(
