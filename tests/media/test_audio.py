@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from avsent.errors import MediaError
-from avsent.media.audio import load_audio
+from avsent.media.audio import load_audio, stream_audio
 
 RATE = 16000
 
@@ -146,6 +146,45 @@ def test_emodb_wav_at_its_own_rate_is_unchanged(shared_data):
     path = sorted((shared_data / "speech/emodb").glob("*.wav"))[0]
     expected, rate = sf.read(path, dtype="float32")
     np.testing.assert_allclose(load_audio(path, rate), expected, atol=1e-6)
+
+
+# -- streaming: the same samples, a few frames' worth at a time --------------------------
+
+
+@pytest.mark.parametrize(
+    ("suffix", "codec"), [("wav", None), ("flac", None), ("mp4", "aac"), ("mp3", "mp3")]
+)
+def test_stream_blocks_join_to_load_audio(tmp_path, suffix, codec):
+    samples = tone(seconds=30.0, rate=44100 if codec is None else RATE)
+    path = tmp_path / f"long.{suffix}"
+    if codec is None:
+        sf.write(path, samples, 44100)
+    else:
+        write_av(path, codec, samples, video="mpeg4" if suffix == "mp4" else None)
+    blocks = list(stream_audio(path, 22050))
+    assert len(blocks) > 100 and max(b.size for b in blocks) <= 8192  # never the whole file
+    assert all(b.dtype == np.float32 and b.ndim == 1 for b in blocks)
+    np.testing.assert_array_equal(np.concatenate(blocks), load_audio(path, 22050))
+
+
+def test_stream_stops_at_max_seconds(tmp_path):
+    path = tmp_path / "long.flac"
+    sf.write(path, tone(seconds=5.0), RATE)
+    assert sum(b.size for b in stream_audio(path, 8000, max_seconds=1.5)) == 12000
+
+
+@pytest.mark.parametrize(
+    ("amp", "cut", "words"), [(0.3, True, "truncated"), (0.0, False, "silent")]
+)
+def test_whole_file_checks_fail_after_the_last_block(tmp_path, amp, cut, words):
+    path = tmp_path / "a.wav"
+    sf.write(path, tone(seconds=4.0, amp=amp), RATE)
+    blocks = stream_audio(truncate(path) if cut else path, RATE)
+    seen = 0
+    with pytest.raises(MediaError, match=words):
+        for block in blocks:
+            seen += block.size
+    assert seen >= RATE  # the samples came first; the verdict with the end
 
 
 # -- bad input: one clear MediaError each, naming the file -----------------------------
