@@ -8,7 +8,14 @@ import torch
 
 from avsent.data.features import ClipFeatures
 from avsent.data.loader import Sample, collate
-from avsent.data.windows import DEFAULT_CROP_SECONDS, crop_frames, window_starts, windowed_logits
+from avsent.data.windows import (
+    DEFAULT_CROP_SECONDS,
+    crop_frames,
+    stream_windows,
+    streamed_logits,
+    window_starts,
+    windowed_logits,
+)
 from avsent.model import InputSpec, audio_feature_spec, compose
 from avsent.run_config import RunConfig, TrainConfig
 
@@ -63,6 +70,31 @@ def test_windows_go_through_the_model_a_batch_at_a_time(model, monkeypatch) -> N
     monkeypatch.setattr(model, "forward", lambda b: sizes.append(b.size) or forward(b))
     windowed_logits(model, batch, window=40)
     assert max(sizes) <= batch.size and sum(sizes) == 20
+
+
+@pytest.mark.parametrize("length", [1, 39, 40, 41, 100, 105, 263])
+@pytest.mark.parametrize("chunk", [1, 7, 40, 300])
+def test_streamed_windows_are_the_pieces_of_the_whole_clip(length, chunk) -> None:
+    audio = np.random.default_rng(0).normal(size=(F, length)).astype(np.float32)
+    chunks = [audio[:, s : s + chunk] for s in range(0, length, chunk)]
+    got = list(stream_windows(iter(chunks), window=40, hop=20))
+    expected = [audio[:, s : s + 40] for s in window_starts(length, 40, 20)]
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@torch.no_grad()
+def test_streamed_logits_are_the_windowed_logits_of_the_clip(model, monkeypatch) -> None:
+    audio, batch = _batch(263)
+    expected = windowed_logits(model, batch, window=40)[0]
+    sizes = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda b: sizes.append(b.size) or forward(b))
+    chunks = (audio[0][:, s : s + 50] for s in range(0, 263, 50))
+    got = streamed_logits(model, stream_windows(chunks, window=40), ClipFeatures(), per_pass=3)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert max(sizes) == 3 and sum(sizes) == len(window_starts(263, 40, 20))
 
 
 def test_the_default_crop_is_ten_seconds_of_the_front_ends_frames() -> None:
