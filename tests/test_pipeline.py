@@ -91,6 +91,126 @@ def test_a_long_file_is_the_mean_of_its_windows(pipeline: Pipeline, tmp_path) ->
     assert not torch.allclose(got, torch.tensor(list(pipeline.predict(clip).values())))
 
 
+def _windowed(pipeline: Pipeline, window: int = 16, **frontend: object) -> Pipeline:
+    """``pipeline``'s model with ``window``-frame windows and mel-chroma set by ``frontend``."""
+    from avsent.plugins.audio_features import MelChromaConfig
+
+    config = attrs.evolve(
+        pipeline.config,
+        train=attrs.evolve(pipeline.config.train, max_audio_frames=window),
+        audio_frontend=Choice("mel-chroma", MelChromaConfig(**frontend)),
+    )
+    return Pipeline(pipeline.model, config)
+
+
+def _speech(path: Path, seconds: float) -> Path:
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * 16000)) / 16000
+    wave = 0.3 * np.sin(2 * np.pi * 220 * t * (1 + 0.2 * np.sin(t))) * (1 + np.sin(0.7 * t)) / 2
+    soundfile.write(path, (wave + 0.02 * rng.standard_normal(t.size)).astype(np.float32), 16000)
+    return path
+
+
+def _whole_file(pipeline: Pipeline, path: Path) -> torch.Tensor:
+    """Today's path: the whole file's features, scored by windows in one batch."""
+    return torch.tensor(list(pipeline._classify([pipeline.extract(path)[0]])[0].values()))
+
+
+def _spectrogram_sizes(monkeypatch) -> list[int]:
+    """Records how many samples each mel-chroma STFT gets from now on."""
+    from avsent.plugins.audio_features import MelChroma
+
+    sizes: list[int] = []
+    stft = MelChroma.power_spectrogram
+
+    def recorded(self, samples):
+        sizes.append(samples.size)
+        return stft(self, samples)
+
+    monkeypatch.setattr(MelChroma, "power_spectrogram", recorded)
+    return sizes
+
+
+@pytest.mark.parametrize("per_utterance_norm", [False, True])
+def test_a_long_file_streams_by_chunks_to_the_whole_file_s_result(
+    pipeline: Pipeline, tmp_path, monkeypatch, per_utterance_norm
+) -> None:
+    clip = _speech(tmp_path / "long.wav", 20.0)  # 862 frames: 107 windows of 16
+    windowed = _windowed(pipeline, per_utterance_norm=per_utterance_norm)
+    expected = _whole_file(windowed, clip)
+    sizes = _spectrogram_sizes(monkeypatch)
+    got = torch.tensor(list(windowed.predict(clip).values()))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    # a chunk of 16 frames and 2 of context either side (n_fft 2048, hop 512), plus a block
+    assert len(sizes) > 20 and max(sizes) <= (16 + 2 * 2) * 512 + 8192
+    assert len(sizes) > 100 if per_utterance_norm else len(sizes) < 70  # two passes, or one
+
+
+@pytest.mark.parametrize("per_utterance_norm", [False, True])
+def test_a_short_file_scores_bit_for_bit_as_before(
+    pipeline, tmp_path, monkeypatch, per_utterance_norm
+):
+    clip = _speech(tmp_path / "short.wav", 8.0)
+    short = _windowed(pipeline, window=431, per_utterance_norm=per_utterance_norm)
+    features = FeatureExtractor(short.config).extract(clip)
+    with torch.no_grad():
+        logits = short.model.eval()(collate([Sample(features, None)])).logits
+    expected = [float(p) for p in torch.softmax(logits.float(), -1)[0]]
+    sizes = _spectrogram_sizes(monkeypatch)
+    assert list(short.predict(clip).values()) == expected
+    assert sizes == [8 * 22050]  # one STFT of the whole file, as before
+
+
+def test_predict_many_streams_a_long_file_among_short_ones(pipeline, tmp_path) -> None:
+    short, long = _tone(tmp_path / "short.wav"), _speech(tmp_path / "long.wav", 12.0)
+    missing = tmp_path / "missing.wav"
+    windowed = _windowed(pipeline)
+    results = windowed.predict_many([short, long, missing, short], batch_size=3)
+    assert [r.modalities for r in results] == ["audio", "audio", None, "audio"]
+    assert results[0].probabilities == results[3].probabilities
+    assert results[0].probabilities == pytest.approx(windowed.predict(short))
+    got = torch.tensor(list(results[1].probabilities.values()))
+    torch.testing.assert_close(got, _whole_file(windowed, long), rtol=1e-5, atol=1e-6)
+    assert "not found" in results[2].error
+
+
+def test_a_long_silent_file_fails_after_its_last_chunk(pipeline, tmp_path) -> None:
+    clip = tmp_path / "silence.wav"
+    soundfile.write(clip, np.zeros(16000 * 12, np.float32), 16000)
+    windowed = _windowed(pipeline)
+    with pytest.raises(MediaError, match="silent"):
+        windowed.predict(clip)
+    [result] = windowed.predict_many([clip])
+    assert result.probabilities is None and "silent" in result.error
+
+
+def test_a_front_end_that_needs_the_whole_clip_reads_it_whole(pipeline, tmp_path, monkeypatch):
+    clip = _speech(tmp_path / "long.wav", 6.0)
+    windowed = _windowed(pipeline, tuning=None)  # the chroma tuning estimated per clip
+    expected = _whole_file(windowed, clip)
+    sizes = _spectrogram_sizes(monkeypatch)
+    assert torch.equal(torch.tensor(list(windowed.predict(clip).values())), expected)
+    assert sizes == [6 * 22050]
+
+
+def test_a_long_audio_visual_file_streams_its_audio_beside_its_faces(shared_data, monkeypatch):
+    from avsent.run_config import default_run_config
+    from tiny_av import TINY_AV
+
+    clip = shared_data / "av" / "crema-d" / "1001_DFA_HAP_XX.flv"
+    if not clip.exists():
+        pytest.skip(f"{clip} not found")
+    torch.manual_seed(0)
+    config = default_run_config("mavsa-di", {**TINY_AV, "train.max_audio_frames": 16})
+    av_pipeline = Pipeline(build_model(config, inputs_for(config), EMOTIONS), config)
+    expected = _whole_file(av_pipeline, clip)
+    sizes = _spectrogram_sizes(monkeypatch)
+    [result] = av_pipeline.predict_many([clip])
+    assert result.modalities == "audio+video" and len(sizes) > 1
+    got = torch.tensor(list(result.probabilities.values()))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_predict_many_keeps_going_past_a_bad_file(pipeline: Pipeline, tmp_path) -> None:
     good = _tone(tmp_path / "a.wav")
     bad = tmp_path / "b.mp4"

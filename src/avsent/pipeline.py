@@ -8,20 +8,27 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
 import attrs
+import numpy as np
 import torch
 
 from avsent.config import NONE, Choice
 from avsent.data.features import ClipFeatures, FeatureExtractor, uses_audio, uses_video
 from avsent.data.loader import Sample, collate
 from avsent.data.normalise import audio_modes
-from avsent.data.windows import crop_frames, windowed_logits
+from avsent.data.streaming import feature_chunks, streamable
+from avsent.data.windows import crop_frames, stream_windows, streamed_logits, windowed_logits
 from avsent.errors import AvsentError, ConfigError, MediaError
+from avsent.media.audio import stream_audio
 from avsent.model import AVModel
+
+#: files per forward pass in :meth:`Pipeline.predict_many`, and a long file's windows per pass
+DEFAULT_BATCH_SIZE = 8
 
 
 def _only(config: Any, modality: str) -> Any:
@@ -53,7 +60,9 @@ class Pipeline:
 
     Batches, normalisation and long-clip windows are evaluation's own (``collate``,
     :mod:`avsent.data.normalise`, :mod:`avsent.data.windows`), so a file scores as it
-    would from the cache.
+    would from the cache. A file whose audio runs longer than a window is decoded,
+    featurised and scored a chunk at a time (:mod:`avsent.data.streaming`), so its length
+    does not raise memory — unless the front-end cannot stream (then it is read whole).
     """
 
     def __init__(self, model: AVModel, config: Any) -> None:
@@ -101,25 +110,53 @@ class Pipeline:
         return self._extractors
 
     def extract(self, path: str | Path) -> tuple[ClipFeatures, str]:
-        """The features of ``path`` and the modalities found; raises the first problem
-        (MediaError, NoFaceError) when no modality the model uses can be read."""
-        parts: dict[str, ClipFeatures] = {}
-        problems: list[AvsentError] = []
-        for name, extractor in self.extractors.items():
-            try:
-                parts[name] = extractor.extract(path)
-            except MediaError as exc:
-                problems.append(exc)
+        """The features of ``path`` (the whole file) and the modalities found; raises the
+        first problem (MediaError, NoFaceError) when no modality the model uses can be read."""
+        parts, problems = _extract_parts(path, self.extractors)
         if not parts:
             raise problems[0]
-        audio, video = parts.get("audio"), parts.get("video")
-        features = ClipFeatures(
-            audio=audio.audio if audio else None,
-            video=video.video if video else None,
-            geometry=video.geometry if video else None,
-            face_fraction=video.face_fraction if video else None,
+        return _merge(parts), self._found(parts)
+
+    def _read(self, path: Path, per_pass: int) -> tuple[ClipFeatures | dict[str, float], str]:
+        """What :meth:`extract` gives, ready for a batch — or, for a file whose audio runs
+        longer than a chunk, its probabilities: its windows streamed through the model
+        ``per_pass`` at a time, so memory holds a chunk and not the file."""
+        chunks = self._audio_chunks(path)
+        if chunks is None:
+            return self.extract(path)
+        others = {name: e for name, e in self.extractors.items() if name != "audio"}
+        parts, problems = _extract_parts(path, others)
+        try:
+            head = list(islice(chunks, 2))
+            if len(head) == 1:
+                parts["audio"] = ClipFeatures(audio=head[0])
+            else:
+                windows = stream_windows(chain(head, chunks), self.window)
+                self.model.eval()
+                logits = streamed_logits(self.model, windows, _merge(parts), per_pass, self.device)
+                return _probabilities(self.model, logits[None])[0], self._found(
+                    {"audio": None, **parts}
+                )
+        except MediaError as exc:  # the audio failed, perhaps at its end: score the rest
+            problems.insert(0, exc)
+        if not parts:
+            raise problems[0]
+        return _merge(parts), self._found(parts)
+
+    def _audio_chunks(self, path: Path) -> Iterator[np.ndarray] | None:
+        """The audio features of ``path`` by chunks of a window, or None when they cannot
+        stream: no audio, no windows (``max_audio_frames = 0``), or a front-end some of
+        whose frames depend on the whole clip."""
+        extractor = self.extractors.get("audio")
+        if extractor is None or self.window is None or not streamable(extractor.frontend):
+            return None
+        frontend = extractor.frontend
+        return feature_chunks(
+            frontend, lambda: stream_audio(path, frontend.sample_rate), self.window
         )
-        return features, "+".join(parts)
+
+    def _found(self, parts: dict[str, Any]) -> str:
+        return "+".join(name for name in self.extractors if name in parts)
 
     @property
     def device(self) -> torch.device:
@@ -127,7 +164,9 @@ class Pipeline:
 
     def predict(self, path: str | Path) -> dict[str, float]:
         """Class → probability for one file; raises MediaError/NoFaceError for bad input."""
-        return _finite(Path(path), self._classify([self.extract(path)[0]])[0])
+        path = Path(path)
+        read, _ = self._read(path, DEFAULT_BATCH_SIZE)
+        return _finite(path, read if isinstance(read, dict) else self._classify([read])[0])
 
     @torch.no_grad()
     def _classify(self, features: Sequence[ClipFeatures]) -> list[dict[str, float]]:
@@ -135,23 +174,26 @@ class Pipeline:
         long clip scored by windows)."""
         batch = collate([Sample(f, None) for f in features]).to(self.device)
         self.model.eval()
-        logits = windowed_logits(self.model, batch, self.window)
-        probs = torch.softmax(logits.float(), dim=-1).cpu()
-        names = self.model.class_names
-        return [{n: float(p) for n, p in zip(names, row, strict=True)} for row in probs]
+        return _probabilities(self.model, windowed_logits(self.model, batch, self.window))
 
-    def predict_many(self, paths: Iterable[str | Path], batch_size: int = 8) -> list[Prediction]:
-        """One :class:`Prediction` per file, in order, ``batch_size`` files per forward pass;
-        a failing file gets its error and does not stop the rest."""
+    def predict_many(
+        self, paths: Iterable[str | Path], batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> list[Prediction]:
+        """One :class:`Prediction` per file, in order, ``batch_size`` files (or a long
+        file's windows) per forward pass; a failing file gets its error and does not stop
+        the rest."""
         if batch_size < 1:
             raise ConfigError("--batch-size", f"must be at least 1, got {batch_size}")
         results: list[Prediction] = []
         pending: list[tuple[int, ClipFeatures]] = []
         for path in map(Path, paths):
             try:
-                features, found = self.extract(path)
-                pending.append((len(results), features))
-                results.append(Prediction(path, modalities=found))
+                read, found = self._read(path, batch_size)
+                if isinstance(read, dict):
+                    results.append(Prediction(path, _finite(path, read), modalities=found))
+                else:
+                    pending.append((len(results), read))
+                    results.append(Prediction(path, modalities=found))
             except AvsentError as exc:
                 results.append(Prediction(path, error=str(exc)))
             except Exception as exc:  # an unreadable file must not hide the others' results
@@ -172,6 +214,38 @@ class Pipeline:
             except MediaError as exc:
                 results[i] = attrs.evolve(results[i], error=str(exc))
         pending.clear()
+
+
+def _extract_parts(
+    path: str | Path, extractors: dict[str, FeatureExtractor]
+) -> tuple[dict[str, ClipFeatures], list[AvsentError]]:
+    """Each modality's features, and the problems of those that could not be read."""
+    parts: dict[str, ClipFeatures] = {}
+    problems: list[AvsentError] = []
+    for name, extractor in extractors.items():
+        try:
+            parts[name] = extractor.extract(path)
+        except MediaError as exc:
+            problems.append(exc)
+    return parts, problems
+
+
+def _merge(parts: dict[str, ClipFeatures]) -> ClipFeatures:
+    """One clip's features from its modalities' (a missing modality is None)."""
+    audio, video = parts.get("audio"), parts.get("video")
+    return ClipFeatures(
+        audio=audio.audio if audio else None,
+        video=video.video if video else None,
+        geometry=video.geometry if video else None,
+        face_fraction=video.face_fraction if video else None,
+    )
+
+
+def _probabilities(model: AVModel, logits: torch.Tensor) -> list[dict[str, float]]:
+    """Class → probability for each row of ``logits`` [B, K]."""
+    probs = torch.softmax(logits.float(), dim=-1).cpu()
+    names = model.class_names
+    return [{n: float(p) for n, p in zip(names, row, strict=True)} for row in probs]
 
 
 def _finite(path: Path, probabilities: dict[str, float]) -> dict[str, float]:
