@@ -27,9 +27,6 @@ from avsent.errors import AvsentError, ConfigError, MediaError
 from avsent.media.audio import stream_audio
 from avsent.model import AVModel
 
-#: files per forward pass in :meth:`Pipeline.predict_many`, and a long file's windows per pass
-DEFAULT_BATCH_SIZE = 8
-
 
 def _only(config: Any, modality: str) -> Any:
     """``config`` with the other modality's encoder slot emptied (``video = "none"``)."""
@@ -165,7 +162,7 @@ class Pipeline:
     def predict(self, path: str | Path) -> dict[str, float]:
         """Class → probability for one file; raises MediaError/NoFaceError for bad input."""
         path = Path(path)
-        read, _ = self._read(path, DEFAULT_BATCH_SIZE)
+        read, _ = self._read(path, per_pass=1)  # windowed_logits on a batch of one clip: 1
         return _finite(path, read if isinstance(read, dict) else self._classify([read])[0])
 
     @torch.no_grad()
@@ -176,9 +173,7 @@ class Pipeline:
         self.model.eval()
         return _probabilities(self.model, windowed_logits(self.model, batch, self.window))
 
-    def predict_many(
-        self, paths: Iterable[str | Path], batch_size: int = DEFAULT_BATCH_SIZE
-    ) -> list[Prediction]:
+    def predict_many(self, paths: Iterable[str | Path], batch_size: int = 8) -> list[Prediction]:
         """One :class:`Prediction` per file, in order, ``batch_size`` files (or a long
         file's windows) per forward pass; a failing file gets its error and does not stop
         the rest."""
