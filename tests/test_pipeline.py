@@ -70,6 +70,25 @@ def test_predict_matches_the_model_on_the_same_features(pipeline: Pipeline, tmp_
     torch.testing.assert_close(got, expected)
 
 
+def test_per_utterance_mode_scores_a_single_file(pipeline: Pipeline, tmp_path) -> None:
+    """``data.utterance_norm`` needs only the file: prediction standardises it as training
+    read it from the cache."""
+    from avsent.data.normalise import standardise_utterance
+
+    clip = _tone(tmp_path / "tone.wav", 330.0)
+    config = attrs.evolve(
+        pipeline.config, data=attrs.evolve(pipeline.config.data, utterance_norm=True)
+    )
+    per_utterance = Pipeline(pipeline.model, config)
+    features = FeatureExtractor(config).extract(clip)
+    standardised = attrs.evolve(features, audio=standardise_utterance(features.audio))
+    with torch.no_grad():
+        logits = pipeline.model(collate([Sample(standardised, None)])).logits
+    got = torch.tensor(list(per_utterance.predict(clip).values()))
+    torch.testing.assert_close(got, torch.softmax(logits, -1)[0])
+    assert not torch.allclose(got, torch.tensor(list(pipeline.predict(clip).values())))
+
+
 def test_a_long_file_is_the_mean_of_its_windows(pipeline: Pipeline, tmp_path) -> None:
     clip = _tone(tmp_path / "tone.wav", 440.0)  # 1 s: 44 frames, five windows of 16
     config = attrs.evolve(

@@ -65,16 +65,22 @@ def to_dict(obj: Any) -> Any:
 
 
 def from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
-    """Build ``cls`` from ``data``, checking every field; unknown fields are errors."""
+    """Build ``cls`` from ``data``, checking every field; unknown fields are errors.
+
+    A field that left ``cls`` is named in its ``moved_fields`` ClassVar ({old name: what to
+    do instead}); that message is the error, so an old config is told where it went."""
     if not isinstance(data, dict):
         raise ConfigError(path or cls.__name__, f"expected a table of fields, got {data!r}")
     attrs.resolve_types(cls)
     fields = {f.name: f for f in attrs.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
+        moved = getattr(cls, "moved_fields", {})
+        name = next((old for old in moved if old in data), unknown[0])
         raise ConfigError(
-            _join(path, unknown[0]),
-            f"unknown field; {cls.__name__} has: {', '.join(fields) or 'no fields'}",
+            _join(path, name),
+            moved.get(name)
+            or f"unknown field; {cls.__name__} has: {', '.join(fields) or 'no fields'}",
         )
     kwargs = {}
     for name, value in data.items():

@@ -20,7 +20,7 @@ import torch
 from avsent.config import NONE, Choice
 from avsent.data.features import ClipFeatures, FeatureExtractor, uses_audio, uses_video
 from avsent.data.loader import Sample, collate
-from avsent.data.normalise import audio_modes
+from avsent.data.normalise import audio_modes, normalise_item
 from avsent.data.streaming import feature_chunks, streamable
 from avsent.data.windows import crop_frames, stream_windows, streamed_logits, windowed_logits
 from avsent.errors import AvsentError, ConfigError, MediaError
@@ -169,7 +169,9 @@ class Pipeline:
     def _classify(self, features: Sequence[ClipFeatures]) -> list[dict[str, float]]:
         """One forward pass over a batch of clips (padded with masks, as in evaluation; a
         long clip scored by windows)."""
-        batch = collate([Sample(f, None) for f in features]).to(self.device)
+        utterance = self.config.data.utterance_norm  # per-speaker is refused in __init__
+        samples = [Sample(normalise_item(f, utterance=utterance), None) for f in features]
+        batch = collate(samples).to(self.device)
         self.model.eval()
         return _probabilities(self.model, windowed_logits(self.model, batch, self.window))
 

@@ -91,6 +91,11 @@ class DataConfig:
     #: (~/.cache/avsent/features; avsent.data.cache.cache_dir decides)
     cache_dir: str = ""
     workers: int = attrs.field(default=2, validator=v.ge(0))
+    #: standardise each row of a clip's audio features over that clip's own frames (zero
+    #: mean, unit std), applied to the cached features as each clip is read, before the
+    #: per-speaker step and augmentation (avsent.data.normalise); needs only the clip, so
+    #: single-file prediction can use it. Was mel-chroma's per_utterance_norm
+    utterance_norm: bool = False
     #: standardise each clip's audio features with its speaker's statistics (over all of
     #: that speaker's clips, no labels) — the openSMILE peer's per-speaker standardisation;
     #: needs a speaker for every clip, so single-file prediction cannot use it

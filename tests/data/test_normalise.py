@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import numpy as np
 import pytest
 import torch
@@ -18,10 +19,13 @@ from avsent.data.normalise import (
     InputStats,
     audio_modes,
     fit_input_stats,
+    item_modes,
+    normalise_item,
     set_input_stats,
     set_model_stats,
     speaker_statistics,
     standardise,
+    standardise_utterance,
     standardise_video,
 )
 from avsent.model import InputSpec, compose
@@ -114,14 +118,108 @@ def test_applying_matches_the_formulas(dataset: ClipDataset) -> None:
 
 
 def test_modes_name_each_standardisation() -> None:
-    from avsent.config import apply_overrides, from_dict, to_dict
+    from avsent.run_config import default_run_config
 
-    config = RunConfig()
-    assert audio_modes(config) == ("global",)
-    data = apply_overrides(
-        to_dict(config),
-        {"data.speaker_norm": True, "audio_frontend.per_utterance_norm": True},
-        RunConfig,
-    )
-    assert audio_modes(from_dict(RunConfig, data)) == ("per-utterance", "per-speaker", "global")
+    assert audio_modes(RunConfig()) == ("global",)
+    both = default_run_config("mavsa-di", {"data.speaker_norm": True, "data.utterance_norm": True})
+    assert audio_modes(both) == ("per-utterance", "per-speaker", "global")
+    assert item_modes(both) == ("data.utterance_norm", "data.speaker_norm")
+    utterance = default_run_config("mavsa-di", {"data.utterance_norm": True})
+    assert audio_modes(utterance) == ("per-utterance", "global")
     assert audio_modes(RunConfig(audio=Choice("none"))) == ()
+    assert item_modes(attrs.evolve(both, audio=Choice("none"))) == ()
+
+
+# -- per utterance: the stage's mode, on the cached dB features -----------------------------
+
+
+def _old_extraction_time(features: np.ndarray) -> np.ndarray:
+    """What mel-chroma's former ``per_utterance_norm`` stored in the cache (its code)."""
+    mean = features.mean(axis=1, keepdims=True)
+    std = features.std(axis=1, keepdims=True)
+    return (features - mean) / np.maximum(std, 1e-5)
+
+
+def _speech_like(seed: int, seconds: float = 1.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(22050 * seconds)) / 22050
+    tone = np.sin(2 * np.pi * (180 + 40 * seed) * t) * (0.2 + 0.1 * np.sin(3 * t))
+    return (tone + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def test_per_utterance_gives_the_numbers_the_front_end_option_gave(tmp_path: Path) -> None:
+    """Before: the front-end standardised at extraction and the cache held the result; now
+    the cache holds dB and the stage standardises each clip as it is read. Same numbers,
+    bit for bit, per speaker and in the global statistics too."""
+    from avsent.plugins.audio_features import MelChroma
+
+    frontend = MelChroma()
+    raw = [frontend(_speech_like(seed)) for seed in range(4)]
+    speakers = ["a", "a", "b", "b"]
+    before, after = FeatureCache(tmp_path / "before"), FeatureCache(tmp_path / "after")
+    keys = [f"fp/{i:064x}" for i in range(4)]
+    for key, features in zip(keys, raw, strict=True):
+        before.put(key, ClipFeatures(audio=_old_extraction_time(features)))
+        after.put(key, ClipFeatures(audio=features))
+    assert after.get(keys[0]).audio.min() < -20  # the cache keeps dB
+
+    items = [(k, 0) for k in keys]
+    old_norms = speaker_statistics(before, keys, speakers)
+    new_norms = speaker_statistics(after, keys, speakers, utterance=True)
+    for old, new in zip(old_norms, new_norms, strict=True):
+        np.testing.assert_array_equal(old[0], new[0])
+        np.testing.assert_array_equal(old[1], new[1])
+    for norms in (None, new_norms):
+        old = ClipDataset(items, before, train=False, audio_norms=old_norms if norms else None)
+        new = ClipDataset(items, after, train=False, audio_norms=norms, utterance_norm=True)
+        for i in range(4):
+            np.testing.assert_array_equal(new.features(i).audio, old.features(i).audio)
+        old_stats, new_stats = fit_input_stats(old), fit_input_stats(new)
+        assert torch.equal(old_stats.audio_mean, new_stats.audio_mean)
+        assert torch.equal(old_stats.audio_std, new_stats.audio_std)
+
+
+def test_per_utterance_standardises_each_whole_clip_before_the_crop(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    audio = np.random.default_rng(3).normal(4.0, 3.0, size=(F, 200)).astype(np.float32)
+    audio[1] = -7.0  # a constant row becomes zeros, not inf
+    cache.put("fp/a", ClipFeatures(audio=audio))
+    whole = normalise_item(cache.get("fp/a"), utterance=True).audio
+    np.testing.assert_allclose(np.delete(whole, 1, axis=0).mean(axis=1), 0.0, atol=1e-5)
+    np.testing.assert_allclose(np.delete(whole, 1, axis=0).std(axis=1), 1.0, atol=1e-4)
+    assert (whole[1] == 0).all()
+    np.testing.assert_array_equal(whole, standardise_utterance(audio))
+    dataset = ClipDataset(
+        [("fp/a", 0)], cache, train=True, max_audio_frames=50, utterance_norm=True
+    )
+    crop = dataset[0].features.audio
+    assert crop.shape == (F, 50)
+    starts = [s for s in range(151) if np.array_equal(whole[:, s : s + 50], crop)]
+    assert starts  # a window of the standardised clip, not a crop standardised on its own
+    assert not np.allclose(crop.mean(axis=1), 0.0, atol=1e-3)
+
+
+def test_without_a_mode_the_features_are_the_cache_s(dataset: ClipDataset) -> None:
+    features = dataset.cache.get("fp/1")
+    assert normalise_item(features) is features
+    np.testing.assert_array_equal(dataset.features(1).audio, features.audio)
+
+
+def test_the_cache_holds_db_whatever_the_mode(tmp_path: Path) -> None:
+    """Preprocessing under per-utterance mode stores the front-end's own output."""
+    import soundfile
+
+    from avsent.data.preprocess import preprocess
+    from avsent.plugins.audio_features import MelChroma
+    from avsent.run_config import default_run_config
+
+    path = tmp_path / "a.wav"
+    soundfile.write(path, _speech_like(1), 22050)
+    config = default_run_config("drsn-audio", {"data.utterance_norm": True})
+    cache = FeatureCache(tmp_path / "cache")
+    result = preprocess([path], config, workers=0, progress=False, cache=cache)
+    stored = cache.get(result.features[path]).audio
+    from avsent.media.audio import load_audio
+
+    np.testing.assert_array_equal(stored, MelChroma()(load_audio(path, 22050)))
+    assert stored.min() < -20  # dB, not standard deviations

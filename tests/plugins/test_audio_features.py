@@ -75,11 +75,30 @@ def test_silence_gives_the_floor_not_nan():
     assert (features[128:] == 0).all()
 
 
-def test_per_utterance_norm_standardises_each_row():
-    y = np.random.default_rng(1).standard_normal(2 * SR).astype(np.float32) * 0.1
-    features = MelChroma(MelChromaConfig(per_utterance_norm=True))(y)
-    np.testing.assert_allclose(features.mean(axis=1), 0.0, atol=1e-4)
-    np.testing.assert_allclose(features.std(axis=1), 1.0, atol=1e-3)
+def test_the_rows_stay_in_db_and_the_spec_says_so():
+    """Per-clip standardisation is the normalisation stage's (data.utterance_norm), so the
+    front-end always gives levels in dB, and its spec always marks the mel band dB."""
+    y = np.random.default_rng(1).standard_normal(2 * SR).astype(np.float32) * 0.001
+    features = MelChroma()(y)
+    assert features[:128].mean() < -30  # dB of a quiet noise, not standard deviations
+    mel, chroma = MelChroma.describe(None).bands
+    assert (mel.name, mel.db, mel.frequency) == ("mel", True, True)
+    assert (chroma.name, chroma.db) == ("chroma", False)
+
+
+@pytest.mark.parametrize(
+    ("old", "says"),
+    [
+        ({"per_utterance_norm": True}, "per_utterance_norm: moved to data.utterance_norm"),
+        ({"per_utterance_norm": False, "norm_eps": 1e-5}, "per_utterance_norm: moved to data"),
+        ({"norm_eps": 1e-3}, "norm_eps: removed with per_utterance_norm"),
+    ],
+)
+def test_an_old_config_is_told_where_per_utterance_norm_went(old, says):
+    from avsent.run_config import default_run_config
+
+    with pytest.raises(ConfigError, match=f"^audio_frontend.{says}"):
+        default_run_config("mavsa-di", {f"audio_frontend.{k}": v for k, v in old.items()})
 
 
 def test_config_from_a_toml_table_and_its_checks():

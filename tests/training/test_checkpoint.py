@@ -141,3 +141,44 @@ def test_load_model_rebuilds_the_trained_model(tmp_path: Path, tiny_config) -> N
     assert not loaded.training
     for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+# -- old checkpoints ----------------------------------------------------
+
+
+def _saved_run(tmp_path: Path, config) -> Path:
+    model = build_model(config, inputs_for(config), CLASSES)
+    save_checkpoint(checkpoint_path(tmp_path, "last"), model, config_header(config, CLASSES))
+    return checkpoint_path(tmp_path, "last")
+
+
+def _format_1(path: Path, frontend: dict) -> None:
+    """Rewrite ``path`` as avsent wrote checkpoints before per-utterance mode moved."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save
+
+    with safe_open(str(path), framework="pt") as fh:
+        header = json.loads(fh.metadata()["avsent"])
+    header.pop("features", None)
+    header["format"] = 1
+    header["config"]["audio_frontend"].update(frontend)
+    path.write_bytes(save(load_file(str(path)), metadata={"avsent": json.dumps(header)}))
+
+
+@pytest.mark.parametrize("per_utterance", [False, True])
+def test_an_old_checkpoint_loads_with_its_per_utterance_setting(
+    tmp_path: Path, tiny_config, per_utterance
+) -> None:
+    path = _saved_run(tmp_path, tiny_config())
+    _format_1(path, {"per_utterance_norm": per_utterance, "norm_eps": 1e-5})
+    _, config = load_model(tmp_path)
+    assert config.data.utterance_norm is per_utterance
+    assert "per_utterance_norm" not in to_dict(config)["audio_frontend"]
+    assert read_checkpoint(path).state["format"] == 2
+
+
+def test_an_old_checkpoint_with_another_epsilon_is_refused(tmp_path: Path, tiny_config) -> None:
+    path = _saved_run(tmp_path, tiny_config())
+    _format_1(path, {"per_utterance_norm": True, "norm_eps": 1e-3})
+    with pytest.raises(CheckpointError, match=f"^{path}: trained with audio_frontend.norm_eps"):
+        load_model(tmp_path)

@@ -74,3 +74,27 @@ def test_training_part_is_cropped_and_the_others_whole(tmp_path, shared_data) ->
     assert data.datasets["train"].train and not data.datasets["test"].train
     assert data.datasets["test"].max_audio_frames is None
     assert all(isinstance(key, str) and "/" in key for key, _ in data.datasets["val"].items)
+
+
+def test_every_part_reads_its_clips_per_utterance_standardised(tmp_path) -> None:
+    """``data.utterance_norm`` reaches the datasets of train and evaluate alike, and the
+    cache under them keeps the front-end's dB."""
+    import numpy as np
+    import soundfile
+
+    rows = ["path,label,speaker"]
+    for i in range(16):
+        t = np.arange(8000) / 16000
+        wave = (0.1 + 0.02 * i) * np.sin(2 * np.pi * (150 + 30 * i) * t)
+        path = tmp_path / f"tone{i}.wav"
+        soundfile.write(path, wave.astype(np.float32), 16000)
+        rows.append(f"{path},{list(LABELS.values())[i % 4]},s{i % 2}")
+    manifest = tmp_path / "clips.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    config = _config(tmp_path, manifest, utterance_norm=True)
+    data = prepare_data(config, tmp_path / "run", console=Console(quiet=True), progress=False)
+    assert len(data.datasets["train"]) and len(data.datasets["test"])
+    for dataset in (d for d in data.datasets.values() if len(d)):
+        audio = dataset.features(0).audio
+        np.testing.assert_allclose(audio.mean(axis=1), 0.0, atol=1e-4)
+        assert dataset.cache.get(dataset.items[0][0]).audio.min() < -20  # dB in the cache

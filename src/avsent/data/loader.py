@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from avsent.data.cache import FeatureCache
 from avsent.data.features import ClipFeatures
-from avsent.data.normalise import AudioNorm, apply_speaker, read_features, video_to_unit
+from avsent.data.normalise import AudioNorm, normalise_item, read_features, video_to_unit
 from avsent.model import Batch
 
 
@@ -41,6 +41,7 @@ class ClipDataset(Dataset):
         train: bool,
         max_audio_frames: int | None = None,
         audio_norms: Sequence[AudioNorm] | None = None,
+        utterance_norm: bool = False,
     ) -> None:
         if max_audio_frames is not None and max_audio_frames < 1:
             raise ValueError(f"max_audio_frames must be >= 1, got {max_audio_frames}")
@@ -51,17 +52,17 @@ class ClipDataset(Dataset):
         self.train = train
         self.max_audio_frames = max_audio_frames
         self.audio_norms = list(audio_norms) if audio_norms is not None else None
+        self.utterance_norm = utterance_norm
 
     def __len__(self) -> int:
         return len(self.items)
 
     def features(self, index: int) -> ClipFeatures:
-        """The whole clip's features as the model sees them (per-speaker standardised
-        when the dataset was given ``audio_norms``)."""
+        """The whole clip's features as the model sees them: standardised per utterance
+        (``utterance_norm``) and per speaker (``audio_norms``) when the dataset was asked to."""
+        speaker = self.audio_norms[index] if self.audio_norms is not None else None
         features = read_features(self.cache, self.items[index][0])
-        if self.audio_norms is not None:
-            features = apply_speaker(features, self.audio_norms[index])
-        return features
+        return normalise_item(features, utterance=self.utterance_norm, speaker=speaker)
 
     def __getitem__(self, index: int) -> Sample:
         features = self.features(index)

@@ -1,17 +1,24 @@
 """The one place that knows how model inputs are standardised, and with what statistics.
 
-Audio features pass through up to three standardisations, in this order:
+The feature cache holds the front-ends' own units (for mel-chroma: log-mel in dB, chroma
+in [0, 1]) whatever the mode. Audio then passes through up to three standardisations, in
+this order:
 
-* **per utterance** — the front-end's own option (mel-chroma ``per_utterance_norm``),
-  applied at extraction, so the cache already holds standardised rows (:func:`audio_modes`
-  reports it from the front-end's :class:`~avsent.contracts.FeatureSpec`);
+* **per utterance** (``data.utterance_norm``) — each row of a clip to zero mean and unit
+  std over that clip's own frames (:func:`standardise_utterance`): level- and
+  microphone-free, and it needs only the clip, so single-file prediction can use it;
 * **per speaker** (``data.speaker_norm``) — each clip with its speaker's statistics over all
-  of that speaker's clips (:func:`speaker_statistics`, applied per item by
-  :func:`apply_speaker`);
-* **global** (always) — per-band mean and std of the training clips (after the per-speaker
-  step). These are stored in the model's buffers so they travel with the checkpoint;
+  of that speaker's clips (:func:`speaker_statistics`);
+* **global** (always) — per-band mean and std of the training clips (after the per-item
+  steps). These are stored in the model's buffers so they travel with the checkpoint;
   :func:`set_model_stats` fills them and :func:`standardise` applies them in the forward
-  pass, after augmentation, which works in the cache's units (dB).
+  pass.
+
+The two per-item steps are applied to each whole clip as it is read (:func:`normalise_item`,
+called by the loader and by prediction), so before the training crop, the windows of long
+clips and augmentation. Augmentation therefore works in the cache's units (dB) only when no
+per-item step is on; with one, the rows are standard deviations and the dB augmentations are
+refused (:func:`item_modes`, asked by ``avsent.training.augment.check_augment``).
 
 Video crops are uint8 in the cache; batches carry them in [0, 1] (:func:`video_to_unit`,
 what augmentation expects) and the model standardises them with fixed constants
@@ -60,18 +67,25 @@ class InputStats:
     geometry_std: torch.Tensor | None = None
 
 
-def audio_modes(config: Any) -> tuple[str, ...]:
-    """The standardisations audio goes through under ``config``, in order (for reports)."""
-    from avsent.model import audio_feature_spec
+#: the per-item standardisations in the order applied: (``data`` field, name in reports)
+_ITEM_MODES = (("utterance_norm", "per-utterance"), ("speaker_norm", "per-speaker"))
 
+
+def item_modes(config: Any) -> tuple[str, ...]:
+    """The config fields of the per-item standardisations ``config`` turns on, in order.
+
+    They run before augmentation, so with any of them the batch is no longer in dB."""
     if config.audio.name == NONE:
         return ()
-    modes = []
-    if not any(band.db for band in audio_feature_spec(config).bands):
-        modes.append("per-utterance")  # a front-end that standardises keeps no dB band
-    if config.data.speaker_norm:
-        modes.append("per-speaker")
-    return (*modes, "global")
+    return tuple(f"data.{field}" for field, _ in _ITEM_MODES if getattr(config.data, field))
+
+
+def audio_modes(config: Any) -> tuple[str, ...]:
+    """The standardisations audio goes through under ``config``, in order (for reports)."""
+    if config.audio.name == NONE:
+        return ()
+    names = dict(_ITEM_MODES)
+    return (*(names[mode.removeprefix("data.")] for mode in item_modes(config)), "global")
 
 
 # -- applying -----------------------------------------------------------------------------
@@ -94,13 +108,28 @@ def standardise_video(video: torch.Tensor) -> torch.Tensor:
     return (video - VIDEO_MEAN) / VIDEO_STD
 
 
-def apply_speaker(features: ClipFeatures, norm: AudioNorm) -> ClipFeatures:
-    """``features`` with audio standardised by its speaker's statistics."""
-    if features.audio is None:
+def standardise_utterance(audio: np.ndarray) -> np.ndarray:
+    """Each row of one clip's float32 [F, T] to zero mean and unit std over its frames
+    (the std floored at :data:`MIN_STD`, so a constant row becomes zeros, not inf)."""
+    mean = audio.mean(axis=1, keepdims=True)
+    std = audio.std(axis=1, keepdims=True)
+    return (audio - mean) / np.maximum(std, MIN_STD)
+
+
+def normalise_item(
+    features: ClipFeatures, *, utterance: bool = False, speaker: AudioNorm | None = None
+) -> ClipFeatures:
+    """One whole clip's features with the per-item standardisations applied, in order:
+    per utterance (``utterance``), then with its speaker's statistics (``speaker``)."""
+    audio = features.audio
+    if audio is None or (not utterance and speaker is None):
         return features
-    mean, std = norm
-    audio = (features.audio - mean[:, None]) / std[:, None]
-    return attrs.evolve(features, audio=audio.astype(np.float32))
+    if utterance:
+        audio = standardise_utterance(audio)
+    if speaker is not None:
+        mean, std = speaker
+        audio = (audio - mean[:, None]) / std[:, None]
+    return attrs.evolve(features, audio=audio.astype(np.float32, copy=False))
 
 
 def set_model_stats(model: Any, stats: InputStats) -> None:
@@ -168,9 +197,10 @@ def fit_input_stats(source: FeatureSource, *, audio: bool = True) -> InputStats:
 
 
 def speaker_statistics(
-    cache: FeatureCache, keys: Sequence[str], speakers: Sequence[str]
+    cache: FeatureCache, keys: Sequence[str], speakers: Sequence[str], *, utterance: bool = False
 ) -> list[AudioNorm]:
-    """Per-band mean and std of each speaker's clips, one entry per key.
+    """Per-band mean and std of each speaker's clips, one entry per key (of the clips as the
+    per-utterance step leaves them, with ``utterance``, since that step comes first).
 
     The per-speaker standardisation of speech-emotion work: it takes out what is constant
     in a voice and a microphone. It uses no labels, only every clip of the speaker.
@@ -182,7 +212,8 @@ def speaker_statistics(
     for speaker, speaker_keys in by_speaker.items():
         moments = _Moments(axis=0)
         for key in speaker_keys:
-            moments.add(read_features(cache, key).audio)
+            features = normalise_item(read_features(cache, key), utterance=utterance)
+            moments.add(features.audio)
         stats = moments.result()
         if stats is None:
             raise ValueError(f"speaker {speaker!r} has no audio features")
@@ -208,7 +239,12 @@ def speaker_norms_for(
             "data.speaker_norm", f"needs a speaker for every clip; {nameless[0]} has none"
         )
     paths = [str(c.path) for c in clips]
-    found = speaker_statistics(cache, [keys[p] for p in paths], [c.speaker for c in clips])
+    found = speaker_statistics(
+        cache,
+        [keys[p] for p in paths],
+        [c.speaker for c in clips],
+        utterance=config.data.utterance_norm,
+    )
     return dict(zip(paths, found, strict=True))
 
 

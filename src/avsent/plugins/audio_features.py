@@ -8,13 +8,14 @@ rebuilding the banks — or a second STFT — for every clip.
 Output rows (:meth:`MelChroma.describe`): band ``mel``, ``n_mels`` log-mel rows in dB (ref
 1.0, so levels are comparable across clips), then band ``chroma``, 12 bins in [0, 1]. The
 scales differ; the model normalises each row with dataset statistics stored in its buffers
-(``AVModel.set_audio_stats``), so they travel with the checkpoint. ``per_utterance_norm``
-standardises each row per clip instead.
+(``avsent.data.normalise``), so they travel with the checkpoint; per-clip standardisation
+is that stage's too (``data.utterance_norm``), so the cache always holds dB.
 """
 
 from __future__ import annotations
 
 import warnings
+from typing import ClassVar
 
 import attrs
 import librosa
@@ -46,8 +47,14 @@ class MelChromaConfig:
     tuning: float | None = 0.0
     amin: float = attrs.field(default=1e-10, validator=v.gt(0.0))  #: power floor before dB
     top_db: float | None = None  #: clip each clip's log-mel to max − top_db; None = no clip
-    per_utterance_norm: bool = False  #: standardise each row per clip (else dataset stats)
-    norm_eps: float = attrs.field(default=1e-5, validator=v.gt(0.0))
+    #: fields that left this config, and what to do instead (``config.from_dict`` says it)
+    moved_fields: ClassVar[dict[str, str]] = {
+        "per_utterance_norm": "moved to data.utterance_norm (per-clip standardisation is the "
+        "normalisation stage's now, so the cache keeps dB); delete it here and set "
+        "data.utterance_norm instead",
+        "norm_eps": "removed with per_utterance_norm: data.utterance_norm floors the std at "
+        "1e-5; delete it",
+    }
 
 
 class MelChroma:
@@ -71,7 +78,7 @@ class MelChroma:
         c = config or MelChromaConfig()
         return FeatureSpec(
             bands=(
-                Band("mel", 0, c.n_mels, frequency=True, db=not c.per_utterance_norm),
+                Band("mel", 0, c.n_mels, frequency=True, db=True),
                 Band("chroma", c.n_mels, c.n_mels + N_CHROMA),
             ),
             frames_per_second=c.sample_rate / c.hop_length,
@@ -106,12 +113,7 @@ class MelChroma:
             tuning = librosa.estimate_tuning(S=power, sr=c.sample_rate, bins_per_octave=N_CHROMA)
             chroma_basis = self._chroma_filters(tuning)
         chroma = librosa.util.normalize(chroma_basis @ power, norm=np.inf, axis=0)
-        features = np.concatenate([log_mel, chroma], axis=0).astype(np.float32, copy=False)
-        if c.per_utterance_norm:
-            mean = features.mean(axis=1, keepdims=True)
-            std = features.std(axis=1, keepdims=True)
-            features = (features - mean) / np.maximum(std, c.norm_eps)
-        return features
+        return np.concatenate([log_mel, chroma], axis=0).astype(np.float32, copy=False)
 
     def num_frames(self, num_samples: int) -> int:
         """Frames T for a clip of ``num_samples`` (centred STFT)."""

@@ -34,10 +34,12 @@ band the front-end does not have (a pitch shift on MFCCs) is refused by
   against one branch dominating (Neverova et al.'s ModDrop) that also trains the model to
   predict from one modality (``avsent evaluate --drop``, files without a video stream).
 
-``gain_db`` and ``noise_min_snr_db`` need a dB band. With ``data.speaker_norm`` the rows
-arrive in units of the speaker's standard deviation, where "3 dB" would be a shift of three
-standard deviations: :func:`check_augment` refuses both options there, and a front-end
-that standardises per clip (mel-chroma's ``per_utterance_norm``) has no dB band at all.
+Augmentation runs on the cache's units, before the model's global standardisation, so
+``gain_db`` and ``noise_min_snr_db`` need a dB band. The per-item standardisations
+(``data.utterance_norm``, ``data.speaker_norm``; :mod:`avsent.data.normalise`) come before
+it — they act on whole clips, the augmenter on crops of batches — and leave the rows in
+standard deviations, where "3 dB" would be a shift of three of them: :func:`check_augment`
+refuses both options with either.
 
 Every random draw comes from the caller's ``torch.Generator``, so a resumed run that
 restores the generator state repeats the same augmentation.
@@ -55,6 +57,7 @@ from torch.nn import functional as F
 
 from avsent.config import NONE
 from avsent.contracts import FeatureSpec
+from avsent.data.normalise import item_modes
 from avsent.errors import ConfigError
 from avsent.model import Batch, audio_feature_spec
 from avsent.run_config import AugmentConfig
@@ -77,13 +80,15 @@ def check_augment(config: Any) -> None:
     """Refuse augmentations the audio features cannot take, before any training.
 
     Each option acts on the band its :class:`FeatureSpec` marks (frequency rows, dB rows);
-    a front-end without such a band, or per-speaker standardisation (``data.speaker_norm``,
-    which turns dB into standard deviations before the batch is augmented), refuses it."""
+    a front-end without such a band, or a per-item standardisation (``data.utterance_norm``,
+    ``data.speaker_norm``: they turn dB into standard deviations before the batch is
+    augmented), refuses it."""
     if config.audio.name == NONE:
         return
     aug = config.train.augment
     spec = audio_feature_spec(config)
     frontend = config.audio_frontend.name
+    standardised = item_modes(config)
     for option, (needs, what) in _BAND_OPTIONS.items():
         if not _option_on(aug, option):
             continue
@@ -94,10 +99,10 @@ def check_augment(config: Any) -> None:
                 f"(its bands: {', '.join(b.name for b in spec.bands)}); set it to 0 / leave "
                 "it unset for this front-end",
             )
-        if needs == "db" and config.data.speaker_norm:
+        if needs == "db" and standardised:
             raise ConfigError(
                 f"train.augment.{option}",
-                f"{what}, but data.speaker_norm standardises the features first, so dB "
+                f"{what}, but {standardised[0]} standardises the features first, so dB "
                 "would be standard deviations; turn one of them off (noise_std works in "
                 "standard deviations)",
             )

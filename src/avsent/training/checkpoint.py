@@ -33,8 +33,10 @@ CHECKPOINT_DIR = "checkpoints"
 LAST = "last.safetensors"
 BEST = "best.safetensors"
 CONFIG_FILE = "config.toml"
-#: bump when the layout of tensors or header changes
-FORMAT = 1
+#: bump when the layout of tensors or header changes (and upgrade the older ones on read)
+FORMAT = 2
+#: format 1's mel-chroma fields, moved to the normalisation stage in format 2
+_V1_UTTERANCE, _V1_EPS, _V1_EPS_DEFAULT = "per_utterance_norm", "norm_eps", 1e-5
 _HEADER_KEY = "avsent"
 _MODEL = "model."
 _OPTIMIZER = "optimizer."
@@ -80,6 +82,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}: checkpoint not found") from None
     except (OSError, SafetensorError, KeyError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable avsent checkpoint ({exc})") from None
+    if isinstance(header, dict) and header.get("format") == 1:
+        header = _upgrade_format_1(header, path)
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         found = header.get("format") if isinstance(header, dict) else header
         raise CheckpointError(f"{path}: checkpoint format {found}, need {FORMAT}")
@@ -105,6 +109,28 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
                 "another checkpoint or start a new run"
             ) from None
     return Checkpoint(model_state, optimizer_state, header)
+
+
+def _upgrade_format_1(header: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A format-1 header in format 2: mel-chroma's ``per_utterance_norm`` is the run's
+    ``data.utterance_norm`` (the same standardisation, now applied as each clip is read),
+    and ``norm_eps`` is gone (the stage floors the std at 1e-5)."""
+    config = header.get("config")
+    frontend = config.get("audio_frontend") if isinstance(config, dict) else None
+    if isinstance(frontend, dict):
+        frontend = dict(frontend)
+        utterance = frontend.pop(_V1_UTTERANCE, False)
+        eps = frontend.pop(_V1_EPS, _V1_EPS_DEFAULT)
+        if utterance and eps != _V1_EPS_DEFAULT:
+            raise CheckpointError(
+                f"{path}: trained with audio_frontend.{_V1_EPS} = {eps}, which this avsent "
+                f"cannot reproduce (data.utterance_norm floors the std at {_V1_EPS_DEFAULT})"
+            )
+        data = dict(config.get("data") or {})
+        if utterance:
+            data["utterance_norm"] = True
+        config = {**config, "audio_frontend": frontend, "data": data}
+    return {**header, "config": config, "format": FORMAT}
 
 
 def _header_problem(header: dict[str, Any]) -> str:

@@ -157,6 +157,7 @@ def build_run_data(
             train=part in crop,
             max_audio_frames=crop_frames(config) if part in crop else None,
             audio_norms=[norms[str(c.path)] for c in usable] if norms is not None else None,
+            utterance_norm=config.data.utterance_norm,
         )
     if ctx.is_main and console is not None:
         sizes = ", ".join(f"{part} {len(datasets[part])}" for part in parts)
