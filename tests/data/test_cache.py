@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save
 
+from avsent.contracts import Band, FeatureSpec
 from avsent.data.cache import MISSING, EntrySpec, FeatureCache, cache_dir, content_hash
 from avsent.data.features import ClipFeatures
 from avsent.errors import CacheLocationError
@@ -201,9 +203,19 @@ def test_inconsistent_shapes_are_refused(
     assert cache.get("fp/x") is None
 
 
+#: the facts of :func:`_features`: 6 audio rows in two bands, 4 frames of 8×8 RGB, G = 5
+SPEC = EntrySpec(
+    audio=FeatureSpec((Band("level", 0, 4, frequency=True, db=True), Band("x", 4, 6)), 50.0),
+    video_size=8,
+    video_channels=3,
+    geometry_dim=5,
+    video_frames=4,
+)
+
+
 def test_an_entry_must_match_the_front_end_spec(tmp_path: Path) -> None:
     cache = FeatureCache(tmp_path)
-    spec = EntrySpec(audio_rows=6, video_size=8, video_channels=3, geometry_dim=5)
+    spec = SPEC
     cache.put("fp/ok", _features())
     assert cache.problem("fp/ok", spec) is None
     cache.put("fp/rows", ClipFeatures(audio=np.ones((20, 89), np.float32)))
@@ -212,6 +224,72 @@ def test_an_entry_must_match_the_front_end_spec(tmp_path: Path) -> None:
     assert cache.problem("fp/novideo", spec) == "video is missing"
     cache.put("fp/gray", attrs.evolve(_features(), video=np.zeros((4, 8, 8, 1), np.uint8)))
     assert "1 channels, expected 3" in cache.problem("fp/gray", spec)
+
+
+def test_the_spec_an_entry_was_written_for_is_stored_and_checked(tmp_path: Path) -> None:
+    """An entry extracted for other features (a front-end whose layout or frame rate changed
+    under the same settings) is refused and deleted, so preprocessing recomputes it."""
+    cache = FeatureCache(tmp_path)
+    cache.put("fp/a", _features(), SPEC)
+    assert cache.problem("fp/a", SPEC) is None
+    assert cache.get("fp/a") is not None
+    faster = attrs.evolve(SPEC, audio=attrs.evolve(SPEC.audio, frames_per_second=100.0))
+    assert cache.problem("fp/a", faster) == (
+        "written for other features: audio.frames_per_second 50.0 stored, 100.0 now"
+    )
+    assert not cache.path_of("fp/a").exists()  # deleted: it is recomputed
+
+    cache.put("fp/b", _features(), SPEC)
+    relaid = attrs.evolve(
+        SPEC, audio=FeatureSpec((Band("level", 0, 4, db=True), Band("x", 4, 6)), 50.0)
+    )
+    assert "audio.bands level 0:4 frequency dB, x 4:6 stored, level 0:4 dB, x 4:6 now" in (
+        cache.problem("fp/b", relaid)
+    )
+    cache.put("fp/c", _features(), SPEC)
+    more_frames = attrs.evolve(SPEC, video_frames=16)
+    assert cache.problem("fp/c", more_frames) == (
+        "written for other features: video.frames 4 stored, 16 now"
+    )
+
+
+def test_an_entry_without_a_stored_spec_is_read_as_before(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    cache.put("fp/old", _features())  # as entries were written before specs were stored
+    assert cache.problem("fp/old", SPEC) is None
+    assert cache.problem("fp/old", attrs.evolve(SPEC, video_frames=16)) is None  # unknown
+
+
+def test_the_stored_spec_is_covered_by_the_checksum(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    cache = FeatureCache(tmp_path)
+    cache.put("fp/a", _features(), SPEC)
+    path = cache.path_of("fp/a")
+    with safe_open(str(path), framework="numpy") as fh:
+        metadata = fh.metadata()
+        names = fh.keys()  # a safetensors handle is not iterable
+        arrays = {name: fh.get_tensor(name) for name in names}
+    forged = attrs.evolve(SPEC, video_frames=16)
+    metadata["spec"] = json.dumps(forged.facts(), sort_keys=True)
+    path.write_bytes(save(arrays, metadata=metadata))
+    assert cache.problem("fp/a", forged) == "checksum mismatch"
+
+
+def test_the_spec_of_a_config_comes_from_its_front_ends() -> None:
+    from avsent.faces.geometry import GEOMETRY_DIM
+    from avsent.run_config import default_run_config
+
+    facts = EntrySpec.of(default_run_config("mavsa-di", {"faces.num_frames": 6})).facts()
+    assert facts == {
+        "audio": {
+            "bands": ["mel 0:128 frequency dB", "chroma 128:140"],
+            "frames_per_second": 22050 / 512,
+        },
+        "video": {"frames": 6, "size": 32, "channels": 3, "geometry": GEOMETRY_DIM},
+    }
+    audio_only = EntrySpec.of(default_run_config("drsn-audio", {"audio_frontend.n_mels": 64}))
+    assert audio_only.facts()["video"] is None and audio_only.audio_rows == 76
 
 
 @pytest.mark.parametrize("below", ["", "sub"])

@@ -403,12 +403,12 @@ def test_flipped_cache_bytes_are_recomputed_and_reported(
 
     again = preprocess(paths, AUDIO_ONLY, workers=0, progress=False, cache=cache)
     err = capsys.readouterr().err
-    assert f"cache entry for {paths[1]} was corrupt (checksum mismatch); recomputing" in err
+    assert f"cache entry for {paths[1]} cannot be used (checksum mismatch); recomputing" in err
     assert again.computed == 1 and again.reused == 2
     # recomputed, same features (compared as arrays: safetensors orders its header keys freely)
     np.testing.assert_array_equal(cache.get(again.features[paths[1]]).audio, good)
     third = preprocess(paths, AUDIO_ONLY, workers=0, progress=False, cache=cache)
-    assert third.computed == 0 and "corrupt" not in capsys.readouterr().err  # reported once
+    assert third.computed == 0 and "cannot be used" not in capsys.readouterr().err  # once
 
 
 def test_a_wrong_shape_entry_is_recomputed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -423,8 +423,32 @@ def test_a_wrong_shape_entry_is_recomputed(tmp_path: Path, capsys: pytest.Captur
     capsys.readouterr()
     again = preprocess(paths, AUDIO_ONLY, workers=0, progress=False, cache=cache)
     err = capsys.readouterr().err
-    assert f"cache entry for {paths[0]} was corrupt" in err and f"size {rows}" in err
+    assert f"cache entry for {paths[0]} cannot be used" in err and f"size {rows}" in err
     assert again.computed == 1 and cache.get(key).audio.shape[0] == rows
+
+
+def test_an_entry_written_for_other_features_is_recomputed_and_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from avsent.data.cache import EntrySpec
+
+    paths = _tones(tmp_path / "media", 2)
+    cache = FeatureCache(tmp_path / "cache")
+    first = preprocess(paths, AUDIO_ONLY, workers=0, progress=False, cache=cache)
+    key = first.features[paths[0]]
+    spec = EntrySpec.of(AUDIO_ONLY)
+    other = attrs.evolve(spec, audio=attrs.evolve(spec.audio, frames_per_second=50.0))
+    features = cache.get(key)
+    assert "written for other features" in cache.problem(key, other)  # extraction stored it
+    cache.put(key, features, other)  # as an older front-end version would have
+    capsys.readouterr()
+    again = preprocess(paths, AUDIO_ONLY, workers=0, progress=False, cache=cache)
+    err = capsys.readouterr().err
+    assert (
+        f"cache entry for {paths[0]} cannot be used (written for other features: "
+        "audio.frames_per_second 50.0 stored, 43.06640625 now); recomputing"
+    ) in err
+    assert again.computed == 1 and cache.problem(key, spec) is None
 
 
 # -- workers end with their parent ---------------------------------------------------------

@@ -95,6 +95,7 @@ def _with_header(path: Path, **changes) -> None:
         ({"class_names": ["a", 3]}, "class_names must be a list of strings"),
         ({"optimizer": {"state": {"x": {}}, "param_groups": []}}, "damaged optimizer state"),
         ({"optimizer": {"param_groups": "?"}}, "damaged optimizer state"),
+        ({"features": "mel"}, "features must be an object"),
     ],
 )
 def test_a_tampered_header_is_refused_naming_the_field(tmp_path: Path, changes, message) -> None:
@@ -143,7 +144,7 @@ def test_load_model_rebuilds_the_trained_model(tmp_path: Path, tiny_config) -> N
         assert torch.equal(a, b), name
 
 
-# -- old checkpoints ----------------------------------------------------
+# -- the features a model was trained on ----------------------------------------------------
 
 
 def _saved_run(tmp_path: Path, config) -> Path:
@@ -152,8 +153,48 @@ def _saved_run(tmp_path: Path, config) -> Path:
     return checkpoint_path(tmp_path, "last")
 
 
+def test_the_header_stores_the_feature_spec(tmp_path: Path, tiny_config) -> None:
+    config = tiny_config()
+    path = _saved_run(tmp_path, config)
+    features = read_checkpoint(path).state["features"]
+    assert features == {
+        "audio": {
+            "bands": ["mel 0:128 frequency dB", "chroma 128:140"],
+            "frames_per_second": 22050 / 512,
+        },
+        "video": None,  # the tiny recipe is audio-only
+    }
+
+
+@pytest.mark.parametrize(
+    ("stored", "says"),
+    [
+        ({"frames_per_second": 100.0}, "audio.frames_per_second 100.0 stored, 43.06640625 now"),
+        (
+            {"bands": ["mel 0:128 frequency", "chroma 128:140"]},
+            "audio.bands mel 0:128 frequency, chroma 128:140 stored, "
+            "mel 0:128 frequency dB, chroma 128:140 now",
+        ),
+    ],
+)
+def test_a_model_trained_on_other_features_is_refused(
+    tmp_path: Path, tiny_config, stored, says
+) -> None:
+    """A front-end whose layout changed under the same config (an upgraded plugin, say)
+    would feed the model rows it never saw: evaluate and predict refuse, naming the run."""
+    path = _saved_run(tmp_path, tiny_config())
+    features = read_checkpoint(path).state["features"]
+    _with_header(path, features={**features, "audio": {**features["audio"], **stored}})
+    with pytest.raises(CheckpointError, match="trained on other features") as caught:
+        load_model(tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: run {tmp_path.name} ") and f"({says})" in message
+    assert "\n" not in message
+
+
 def _format_1(path: Path, frontend: dict) -> None:
-    """Rewrite ``path`` as avsent wrote checkpoints before per-utterance mode moved."""
+    """Rewrite ``path`` as avsent wrote checkpoints before per-utterance mode moved to the
+    normalisation stage and the feature spec was stored."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save
 
@@ -171,7 +212,7 @@ def test_an_old_checkpoint_loads_with_its_per_utterance_setting(
 ) -> None:
     path = _saved_run(tmp_path, tiny_config())
     _format_1(path, {"per_utterance_norm": per_utterance, "norm_eps": 1e-5})
-    _, config = load_model(tmp_path)
+    _, config = load_model(tmp_path)  # no spec stored: unknown, not checked
     assert config.data.utterance_norm is per_utterance
     assert "per_utterance_norm" not in to_dict(config)["audio_frontend"]
     assert read_checkpoint(path).state["format"] == 2

@@ -4,10 +4,13 @@ The key is the file's content hash plus the front-end fingerprint, so renaming o
 a corpus keeps its features, while editing a clip or a front-end setting recomputes only
 what changed. Entries are written to a temporary file and renamed into place, so a killed
 run never leaves a half-written entry. Each entry carries a blake2b checksum of its arrays,
-checked with their shapes on every read: a damaged entry (flipped bits, a tampered file, a
-shape the front-ends do not produce) is deleted and reads as missing, so it is recomputed
-instead of being served. A clip being extracted is claimed (:meth:`FeatureCache.claim`),
-so two runs on one cache extract it once.
+checked with their shapes on every read, and the facts of the features it was written for
+(:class:`EntrySpec`: the audio front-end's bands and frame rate, the video's frames, crop
+size, channels and geometry size): a damaged entry (flipped bits, a tampered file, a shape
+the front-ends do not produce) or one written for other features than the front-ends now
+describe is deleted and reads as missing, so it is recomputed instead of being served. A
+clip being extracted is claimed (:meth:`FeatureCache.claim`), so two runs on one cache
+extract it once.
 
 Where the store lives is :func:`cache_dir`'s decision alone: ``data.cache_dir`` when set,
 else ``$AVSENT_CACHE_DIR``, else one folder per user under the user's cache folder.
@@ -23,6 +26,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import numpy as np
@@ -30,6 +34,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
 from avsent.config import atomic_write_bytes, atomic_write_text
+from avsent.contracts import Band, FeatureSpec
 from avsent.data.features import ClipFeatures
 from avsent.errors import CacheLocationError
 
@@ -65,15 +70,88 @@ def cache_dir(setting: str | Path = "") -> Path:
 
 @attrs.frozen
 class EntrySpec:
-    """The arrays the configured front-ends produce, so an entry of another shape is refused.
+    """What the configured front-ends produce (:meth:`of`): the arrays an entry must have,
+    and the facts stored with every entry and checkpoint (:meth:`facts`), so that features
+    of another layout are refused rather than read as these.
 
     ``None`` means the recipe does not use that modality (the entry must not hold it).
     """
 
-    audio_rows: int | None  #: F of audio [F, T]
+    audio: FeatureSpec | None  #: the audio front-end's rows: F of audio [F, T] is its rows
     video_size: int | None  #: S of video [T, S, S, C]
     video_channels: int | None = None  #: C of video
     geometry_dim: int | None = None  #: G of geometry [T, G], when landmarks are on
+    video_frames: int | None = None  #: frames sampled per clip (``faces.num_frames``)
+
+    @property
+    def audio_rows(self) -> int | None:
+        return None if self.audio is None else self.audio.rows
+
+    @classmethod
+    def of(cls, config: Any) -> EntrySpec:
+        """The features ``config``'s front-ends produce, from the config alone (the audio
+        front-end's ``describe``, the face settings): nothing is built."""
+        from avsent.data.features import uses_audio, uses_video
+        from avsent.model import audio_feature_spec, inputs_for
+
+        inputs = inputs_for(config)
+        video = uses_video(config)
+        return cls(
+            audio=audio_feature_spec(config) if uses_audio(config) else None,
+            video_size=inputs.video_size if video else None,
+            video_channels=inputs.video_channels if video else None,
+            geometry_dim=inputs.geometry_dim if video else None,
+            video_frames=inputs.video_frames if video else None,
+        )
+
+    def facts(self) -> dict[str, Any]:
+        """The JSON-able description stored with entries and checkpoints."""
+        audio = None
+        if self.audio is not None:
+            bands = [_band_text(band) for band in self.audio.bands]
+            audio = {"bands": bands, "frames_per_second": self.audio.frames_per_second}
+        video = None
+        if self.video_size is not None:
+            video = {
+                "frames": self.video_frames,
+                "size": self.video_size,
+                "channels": self.video_channels,
+                "geometry": self.geometry_dim,
+            }
+        return {"audio": audio, "video": video}
+
+    def difference(self, stored: Any) -> str:
+        """How the ``stored`` facts differ from these ("" when they agree), fact by fact."""
+        if not isinstance(stored, dict):
+            return f"the stored feature spec is {stored!r}, not a table"
+        then, now = _flatten(stored), _flatten(self.facts())
+        return "; ".join(
+            f"{name} {_fact_text(then.get(name))} stored, {_fact_text(now.get(name))} now"
+            for name in sorted(then.keys() | now.keys())
+            if then.get(name) != now.get(name)
+        )
+
+
+def _band_text(band: Band) -> str:
+    """``mel 0:128 frequency dB``: a band as the stored facts (and messages) show it."""
+    marks = [word for word, on in (("frequency", band.frequency), ("dB", band.db)) if on]
+    return " ".join([band.name, f"{band.start}:{band.stop}", *marks])
+
+
+def _flatten(facts: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in facts.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = value
+    return out
+
+
+def _fact_text(value: Any) -> str:
+    if value is None:
+        return "none"
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 class DamagedEntry(ValueError):
@@ -179,8 +257,9 @@ class FeatureCache:
         except (FileNotFoundError, DamagedEntry):
             return None
 
-    def put(self, key: str, features: ClipFeatures) -> None:
-        """Store atomically: a temporary file in the same folder renamed into place."""
+    def put(self, key: str, features: ClipFeatures, spec: EntrySpec | None = None) -> None:
+        """Store atomically: a temporary file in the same folder renamed into place, with
+        the facts of ``spec`` (the features it was extracted for) when given."""
         arrays = {
             name: np.ascontiguousarray(value)
             for name in _ARRAYS
@@ -189,7 +268,9 @@ class FeatureCache:
         metadata = {"arrays": ",".join(arrays)}
         if features.face_fraction is not None:
             metadata["face_fraction"] = repr(float(features.face_fraction))
-        metadata["blake2b"] = _checksum(arrays, metadata.get("face_fraction", ""))
+        if spec is not None:
+            metadata["spec"] = json.dumps(spec.facts(), sort_keys=True)
+        metadata["blake2b"] = _checksum(arrays, _checked_metadata(metadata))
         atomic_write_bytes(self.path_of(key), save(arrays, metadata=metadata))
 
     @contextlib.contextmanager
@@ -264,14 +345,20 @@ def _holder_gone(path: Path) -> bool:
     return False
 
 
-def _checksum(arrays: dict[str, np.ndarray], face_fraction: str) -> str:
-    """blake2b of every array's name, dtype, shape and bytes, and of the face fraction."""
+def _checked_metadata(metadata: dict[str, str]) -> str:
+    """The metadata the checksum covers: the face fraction, then the stored spec (an entry
+    written before specs were stored has none, and keeps its checksum)."""
+    return metadata.get("face_fraction", "") + metadata.get("spec", "")
+
+
+def _checksum(arrays: dict[str, np.ndarray], metadata: str) -> str:
+    """blake2b of every array's name, dtype, shape and bytes, and of ``metadata``."""
     digest = hashlib.blake2b(digest_size=16)
     for name in sorted(arrays):
         value = arrays[name]
         digest.update(f"{name}:{value.dtype.str}:{value.shape};".encode())
         digest.update(value.data)
-    digest.update(face_fraction.encode())
+    digest.update(metadata.encode())
     return digest.hexdigest()
 
 
@@ -284,8 +371,13 @@ def _read_entry(path: Path, spec: EntrySpec | None) -> ClipFeatures:
     checksum = metadata.get("blake2b")
     if checksum is None:
         raise DamagedEntry("no checksum (written before avsent checked entries)")
-    if checksum != _checksum(arrays, fraction or ""):
+    if checksum != _checksum(arrays, _checked_metadata(metadata)):
         raise DamagedEntry("checksum mismatch")
+    stored = metadata.get("spec")
+    if spec is not None and stored is not None:  # an entry without one: unknown, shapes decide
+        difference = spec.difference(json.loads(stored))
+        if difference:
+            raise DamagedEntry(f"written for other features: {difference}")
     _check_shapes(arrays, spec)
     return ClipFeatures(**arrays, face_fraction=float(fraction) if fraction else None)
 

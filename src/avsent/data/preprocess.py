@@ -39,7 +39,7 @@ from rich.progress import (
 
 from avsent.contracts import Clip
 from avsent.data.cache import MISSING, EntrySpec, FeatureCache
-from avsent.data.features import FeatureExtractor, frontend_fingerprint, uses_audio, uses_video
+from avsent.data.features import FeatureExtractor, frontend_fingerprint
 from avsent.errors import (
     AvsentError,
     CacheWriteError,
@@ -48,7 +48,6 @@ from avsent.errors import (
     TooManyFailuresError,
     WorkerDiedError,
 )
-from avsent.model import inputs_for
 from avsent.registry import ENTRY_POINT_GROUP
 
 #: thread-pool settings each worker starts with: one process per core, one thread each
@@ -130,7 +129,7 @@ def preprocess(
     cache = cache or FeatureCache(config.data.cache_dir)
     cache.remove_stale_temporaries()
     fingerprint = frontend_fingerprint(config)
-    spec = entry_spec(config)
+    spec = EntrySpec.of(config)
     result = PreprocessResult()
     keys: dict[Path, str] = {}
     problems: dict[Path, str] = {}
@@ -150,7 +149,7 @@ def preprocess(
             if key in todo or damage is not None:
                 todo.setdefault(key, []).append(path)
                 if damage not in (None, MISSING):
-                    message = f"cache entry for {path} was corrupt ({damage}); recomputing"
+                    message = f"cache entry for {path} cannot be used ({damage}); recomputing"
                     console.print(message, markup=False, highlight=False, soft_wrap=True)
             else:
                 sound.add(key)
@@ -182,18 +181,6 @@ def preprocess(
         _summarise(result)
     check_failures(result, labels, config.data.max_failed_fraction)
     return result
-
-
-def entry_spec(config: Any) -> EntrySpec:
-    """The array sizes ``config``'s front-ends produce, which a cached entry must have."""
-    inputs = inputs_for(config)
-    video = uses_video(config)
-    return EntrySpec(
-        audio_rows=inputs.audio_features if uses_audio(config) else None,
-        video_size=inputs.video_size if video else None,
-        video_channels=inputs.video_channels if video else None,
-        geometry_dim=inputs.geometry_dim if video else None,
-    )
 
 
 def check_failures(result: PreprocessResult, labels: dict[Path, str], max_fraction: float) -> None:
@@ -371,7 +358,7 @@ def _extract_and_store(
         return str(exc)
     except Exception as exc:  # one odd file must not end a long run; report it instead
         return f"unexpected {type(exc).__name__}: {exc}"
-    cache.put(key, features)
+    cache.put(key, features, EntrySpec.of(extractor.config))
     return None
 
 

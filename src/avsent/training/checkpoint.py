@@ -2,9 +2,11 @@
 
 A file holds the model's ``state_dict`` (``model.<name>``), optionally the optimizer's
 tensors (``optimizer.<param id>.<name>``), and in the safetensors metadata a JSON
-document: the run config, class names, epoch, step, history and the optimizer's
-non-tensor state. One file per checkpoint means one atomic rename commits all of it, so a
-run killed while saving keeps its previous checkpoint intact.
+document: the run config, class names, the facts of the features the model was trained on
+(``features``: :meth:`avsent.data.cache.EntrySpec.facts`, checked by :func:`load_model`),
+epoch, step, history and the optimizer's non-tensor state. One file per checkpoint means
+one atomic rename commits all of it, so a run killed while saving keeps its previous
+checkpoint intact.
 
 Run folder::
 
@@ -27,6 +29,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from avsent.config import atomic_write_bytes, from_dict, to_dict
+from avsent.data.cache import EntrySpec
 from avsent.errors import CheckpointError
 
 CHECKPOINT_DIR = "checkpoints"
@@ -114,7 +117,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 def _upgrade_format_1(header: dict[str, Any], path: Path) -> dict[str, Any]:
     """A format-1 header in format 2: mel-chroma's ``per_utterance_norm`` is the run's
     ``data.utterance_norm`` (the same standardisation, now applied as each clip is read),
-    and ``norm_eps`` is gone (the stage floors the std at 1e-5)."""
+    and ``norm_eps`` is gone (the stage floors the std at 1e-5). It stored no feature facts,
+    so :func:`load_model` has none to check."""
     config = header.get("config")
     frontend = config.get("audio_frontend") if isinstance(config, dict) else None
     if isinstance(frontend, dict):
@@ -152,6 +156,8 @@ def _header_problem(header: dict[str, Any]) -> str:
         not isinstance(history, list) or not all(isinstance(r, dict) for r in history)
     ):
         return "history must be a list of objects (one per epoch)"
+    if "features" in header and not isinstance(header["features"], dict):
+        return "features must be an object (the facts of the features trained on)"
     names = header.get("class_names")
     if "class_names" in header and (
         not isinstance(names, list) or not all(isinstance(n, str) for n in names)
@@ -240,6 +246,7 @@ def load_model(
     ckpt = read_checkpoint(path)
     try:
         config = from_dict(RunConfig, ckpt.state["config"])
+        _check_features(path, config, ckpt.state.get("features"))
         model = build_model(config, inputs_for(config), tuple(ckpt.state["class_names"]))
         model.load_state_dict(ckpt.model_state)
     except (KeyError, RuntimeError) as exc:
@@ -250,9 +257,30 @@ def load_model(
     return model.to(device).eval(), config
 
 
+def _check_features(path: Path, config: Any, stored: Any) -> None:
+    """Refuse a model trained on other features than its config's front-ends give now (an
+    upgraded front-end plugin, say): fed those, it would score nonsense without a sign.
+    A checkpoint that stored no facts (format 1) is not checked."""
+    if stored is None:
+        return
+    difference = EntrySpec.of(config).difference(stored)
+    if difference:
+        run = path.parent.parent  # RUN/checkpoints/NAME.safetensors
+        raise CheckpointError(
+            f"{path}: run {run.name} was trained on other features than its config's front-ends "
+            f"give now ({difference}); use the front-end version it was trained with, or "
+            "train it again"
+        )
+
+
 def config_header(config: Any, class_names: tuple[str, ...]) -> dict[str, Any]:
-    """The part of every header that makes a checkpoint usable on its own."""
-    return {"config": to_dict(config), "class_names": list(class_names)}
+    """The part of every header that makes a checkpoint usable on its own: the config, the
+    class names, and the facts of the features the model takes."""
+    return {
+        "config": to_dict(config),
+        "class_names": list(class_names),
+        "features": EntrySpec.of(config).facts(),
+    }
 
 
 def _own(t: torch.Tensor) -> torch.Tensor:
