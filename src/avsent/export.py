@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from avsent.config import atomic_write_text, to_dict
+from avsent.data.normalise import audio_modes
 from avsent.errors import ExportError
 from avsent.model import AVModel, Batch
 
@@ -125,6 +126,8 @@ def interface(
         "class_names": list(model.class_names),
         "recipe": config.recipe,
         "audio_frontend": to_dict(config.audio_frontend) if model.uses_audio else None,
+        #: the per-item standardisations the caller applies before ``audio`` (not in the graph)
+        "audio_standardised_first": [m for m in audio_modes(config) if m != "global"],
         "faces": to_dict(config.faces) if model.uses_video else None,
     }
 

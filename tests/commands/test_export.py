@@ -60,6 +60,30 @@ def test_exported_file_matches_eager_pytorch(
     assert names[:4] == ["audio", "audio_mask", "video", "video_mask"]
     assert interface["inputs"][2]["dtype"] == "uint8"
     assert interface["audio_frontend"]["name"] == "mel-chroma"
+    assert interface["audio_standardised_first"] == []  # the run standardises only globally
+
+
+@pytest.mark.parametrize(
+    ("data", "first"),
+    [
+        ({}, []),
+        ({"data.utterance_norm": True}, ["per-utterance"]),
+        (
+            {"data.utterance_norm": True, "data.speaker_norm": True},
+            ["per-utterance", "per-speaker"],
+        ),
+    ],
+)
+def test_the_interface_names_the_standardisations_left_to_the_caller(data, first) -> None:
+    """Per-utterance and per-speaker steps are not in the graph (they need the whole clip
+    or the speaker's clips): the interface says which to apply before ``audio``."""
+    from avsent.export import interface
+    from avsent.model import build_model, inputs_for
+    from avsent.run_config import default_run_config
+
+    config = default_run_config("drsn-audio", {**data, "audio.widths": [4, 8]})
+    model = build_model(config, inputs_for(config), ("a", "b"))
+    assert interface(model, config, "onnx")["audio_standardised_first"] == first
 
 
 def test_batch_and_audio_length_stay_free_in_an_exported_program(
