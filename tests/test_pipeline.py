@@ -13,7 +13,7 @@ import torch
 from avsent.config import Choice
 from avsent.data.features import ClipFeatures, FeatureExtractor
 from avsent.data.loader import Sample, collate
-from avsent.data.normalise import InputStats, set_model_stats
+from avsent.data.normalise import InputStats, normalise_item, set_model_stats
 from avsent.errors import ConfigError, MediaError
 from avsent.labels import EMOTIONS
 from avsent.model import build_model, inputs_for
@@ -110,13 +110,17 @@ def test_a_long_file_is_the_mean_of_its_windows(pipeline: Pipeline, tmp_path) ->
     assert not torch.allclose(got, torch.tensor(list(pipeline.predict(clip).values())))
 
 
-def _windowed(pipeline: Pipeline, window: int = 16, **frontend: object) -> Pipeline:
-    """``pipeline``'s model with ``window``-frame windows and mel-chroma set by ``frontend``."""
+def _windowed(
+    pipeline: Pipeline, window: int = 16, utterance_norm: bool = False, **frontend: object
+) -> Pipeline:
+    """``pipeline``'s model with ``window``-frame windows, ``data.utterance_norm`` and
+    mel-chroma set by ``frontend``."""
     from avsent.plugins.audio_features import MelChromaConfig
 
     config = attrs.evolve(
         pipeline.config,
         train=attrs.evolve(pipeline.config.train, max_audio_frames=window),
+        data=attrs.evolve(pipeline.config.data, utterance_norm=utterance_norm),
         audio_frontend=Choice("mel-chroma", MelChromaConfig(**frontend)),
     )
     return Pipeline(pipeline.model, config)
@@ -150,28 +154,28 @@ def _spectrogram_sizes(monkeypatch) -> list[int]:
     return sizes
 
 
-@pytest.mark.parametrize("per_utterance_norm", [False, True])
+@pytest.mark.parametrize("utterance_norm", [False, True])
 def test_a_long_file_streams_by_chunks_to_the_whole_file_s_result(
-    pipeline: Pipeline, tmp_path, monkeypatch, per_utterance_norm
+    pipeline: Pipeline, tmp_path, monkeypatch, utterance_norm
 ) -> None:
     clip = _speech(tmp_path / "long.wav", 20.0)  # 862 frames: 107 windows of 16
-    windowed = _windowed(pipeline, per_utterance_norm=per_utterance_norm)
+    windowed = _windowed(pipeline, utterance_norm=utterance_norm)
     expected = _whole_file(windowed, clip)
     sizes = _spectrogram_sizes(monkeypatch)
     got = torch.tensor(list(windowed.predict(clip).values()))
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
     # a chunk of 16 frames and 2 of context either side (n_fft 2048, hop 512), plus a block
     assert len(sizes) > 20 and max(sizes) <= (16 + 2 * 2) * 512 + 8192
-    assert len(sizes) > 100 if per_utterance_norm else len(sizes) < 70  # two passes, or one
+    assert len(sizes) > 100 if utterance_norm else len(sizes) < 70  # two passes, or one
 
 
-@pytest.mark.parametrize("per_utterance_norm", [False, True])
-def test_a_short_file_scores_bit_for_bit_as_before(
-    pipeline, tmp_path, monkeypatch, per_utterance_norm
-):
+@pytest.mark.parametrize("utterance_norm", [False, True])
+def test_a_short_file_scores_bit_for_bit_as_before(pipeline, tmp_path, monkeypatch, utterance_norm):
     clip = _speech(tmp_path / "short.wav", 8.0)
-    short = _windowed(pipeline, window=431, per_utterance_norm=per_utterance_norm)
-    features = FeatureExtractor(short.config).extract(clip)
+    short = _windowed(pipeline, window=431, utterance_norm=utterance_norm)
+    features = normalise_item(
+        FeatureExtractor(short.config).extract(clip), utterance=utterance_norm
+    )
     with torch.no_grad():
         logits = short.model.eval()(collate([Sample(features, None)])).logits
     expected = [float(p) for p in torch.softmax(logits.float(), -1)[0]]

@@ -43,3 +43,31 @@ def test_saved_config_reloads_identically(tmp_path: Path):
     path.write_text(dump_toml(to_dict(config)))
     assert load_run_config(path) == config
     assert load_run_config(path, {"train.epochs": 4}).train.epochs == 4
+
+
+def _as_an_earlier_release_wrote_it(config, per_utterance: bool, eps: float = 1e-5) -> dict:
+    """``config``'s dict with mel-chroma's former per-clip standardisation fields."""
+    data = to_dict(config)
+    data["audio_frontend"].update(per_utterance_norm=per_utterance, norm_eps=eps)
+    del data["data"]["utterance_norm"]
+    return data
+
+
+@pytest.mark.parametrize("per_utterance", [False, True])
+def test_a_run_config_of_an_earlier_release_loads_with_the_setting_moved(
+    tmp_path: Path, per_utterance: bool
+):
+    config = default_run_config("drsn-audio")
+    path = tmp_path / "config.toml"
+    path.write_text(dump_toml(_as_an_earlier_release_wrote_it(config, per_utterance)))
+    loaded = load_run_config(path)
+    assert loaded.data.utterance_norm is per_utterance
+    assert to_dict(loaded)["audio_frontend"] == to_dict(config)["audio_frontend"]
+
+
+def test_an_earlier_std_floor_that_cannot_be_reproduced_is_refused(tmp_path: Path):
+    path = tmp_path / "config.toml"
+    data = _as_an_earlier_release_wrote_it(default_run_config("drsn-audio"), True, eps=1e-3)
+    path.write_text(dump_toml(data))
+    with pytest.raises(ConfigError, match=r"audio_frontend.norm_eps: 0.001 cannot be reproduced"):
+        load_run_config(path)

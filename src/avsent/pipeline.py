@@ -20,7 +20,7 @@ import torch
 from avsent.config import NONE, Choice
 from avsent.data.features import ClipFeatures, FeatureExtractor, uses_audio, uses_video
 from avsent.data.loader import Sample, collate
-from avsent.data.normalise import audio_modes, normalise_item
+from avsent.data.normalise import audio_modes, normalise_item, standardise_utterance_chunks
 from avsent.data.streaming import feature_chunks, streamable
 from avsent.data.windows import crop_frames, stream_windows, streamed_logits, windowed_logits
 from avsent.errors import AvsentError, ConfigError, MediaError
@@ -128,7 +128,10 @@ class Pipeline:
             if len(head) == 1:
                 parts["audio"] = ClipFeatures(audio=head[0])
             else:
-                windows = stream_windows(chain(head, chunks), self.window)
+                features = chain(head, chunks)
+                if self.config.data.utterance_norm:  # over the whole file: read it twice
+                    features = standardise_utterance_chunks(features, self._audio_chunks(path))
+                windows = stream_windows(features, self.window)
                 self.model.eval()
                 logits = streamed_logits(self.model, windows, _merge(parts), per_pass, self.device)
                 return _probabilities(self.model, logits[None])[0], self._found(
@@ -148,9 +151,7 @@ class Pipeline:
         if extractor is None or self.window is None or not streamable(extractor.frontend):
             return None
         frontend = extractor.frontend
-        return feature_chunks(
-            frontend, lambda: stream_audio(path, frontend.sample_rate), self.window
-        )
+        return feature_chunks(frontend, stream_audio(path, frontend.sample_rate), self.window)
 
     def _found(self, parts: dict[str, Any]) -> str:
         return "+".join(name for name in self.extractors if name in parts)

@@ -38,7 +38,7 @@ from avsent.config import (
 from avsent.errors import AvsentError, ConfigError
 from avsent.recipe import get_recipe
 from avsent.registry import get_registry
-from avsent.run_config import MODEL_SLOTS, RunConfig, run_config_dict
+from avsent.run_config import MODEL_SLOTS, RunConfig, run_config_dict, upgrade_config_dict
 from avsent.training.checkpoint import CONFIG_FILE
 from avsent.training.metrics import HEADLINE, summarize_folds
 
@@ -163,7 +163,7 @@ def check_same_config(run_dir: Path, config: RunConfig) -> None:
     saved_path = run_dir / CONFIG_FILE
     if not saved_path.is_file():
         return
-    saved, wanted = load_toml(saved_path), to_dict(config)
+    saved, wanted = upgrade_config_dict(load_toml(saved_path)), to_dict(config)
     if saved != wanted:
         field = _first_difference(saved, wanted)
         raise AvsentError(

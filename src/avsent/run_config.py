@@ -263,8 +263,37 @@ def with_overrides(config: RunConfig, changes: dict[str, Any]) -> RunConfig:
     return from_dict(RunConfig, apply_overrides(to_dict(config), changes, RunConfig))
 
 
+#: mel-chroma's former per-clip standardisation, which is ``data.utterance_norm`` now
+_MOVED_UTTERANCE, _MOVED_EPS, _FORMER_EPS = "per_utterance_norm", "norm_eps", 1e-5
+
+
+def upgrade_config_dict(data: dict[str, Any]) -> dict[str, Any]:
+    """A config written by an older avsent in today's fields (a new dict).
+
+    Mel-chroma's ``per_utterance_norm`` became ``data.utterance_norm`` — the same numbers,
+    now applied as each clip is read — and its ``norm_eps`` went: the stage floors the std
+    at 1e-5, so a file that asked for another floor cannot be reproduced and is refused.
+    Run folders and checkpoints of earlier releases load through this."""
+    frontend = data.get("audio_frontend")
+    if not isinstance(frontend, dict) or not {_MOVED_UTTERANCE, _MOVED_EPS} & set(frontend):
+        return data
+    frontend = dict(frontend)
+    utterance = frontend.pop(_MOVED_UTTERANCE, False)
+    eps = frontend.pop(_MOVED_EPS, _FORMER_EPS)
+    if utterance and eps != _FORMER_EPS:
+        raise ConfigError(
+            f"audio_frontend.{_MOVED_EPS}",
+            f"{eps} cannot be reproduced: data.utterance_norm, which replaced "
+            f"{_MOVED_UTTERANCE}, floors the std at {_FORMER_EPS}",
+        )
+    upgraded = {**data, "audio_frontend": frontend}
+    if utterance:
+        upgraded["data"] = {**(data.get("data") or {}), "utterance_norm": True}
+    return upgraded
+
+
 def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """A saved run config file plus overrides; every field checked."""
+    """A saved run config file plus overrides; every field checked (older files upgraded)."""
     from avsent.config import load_toml
 
-    return default_run_config(base=load_toml(path), overrides=overrides)
+    return default_run_config(base=upgrade_config_dict(load_toml(path)), overrides=overrides)

@@ -19,7 +19,13 @@ from avsent.config import (
 )
 from avsent.errors import AvsentError, ConfigError, RegistryError
 from avsent.registry import get_registry
-from avsent.run_config import RunConfig, default_run_config, load_run_config, run_config_dict
+from avsent.run_config import (
+    RunConfig,
+    default_run_config,
+    load_run_config,
+    run_config_dict,
+    upgrade_config_dict,
+)
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
 #: beside a run's config.toml: the plugin and package behind each component it names
@@ -86,7 +92,7 @@ def build_config(
         return load_run_config(config_path, changes)
     # RECIPE --config FILE: the recipe's config with the file laid over it, so a file may
     # hold only the fields it changes; a file written for another recipe is refused
-    data = load_toml(config_path)
+    data = upgrade_config_dict(load_toml(config_path))
     named = data.get("recipe", recipe)
     if named != recipe:
         raise ConfigError(

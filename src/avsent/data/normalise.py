@@ -27,7 +27,7 @@ what augmentation expects) and the model standardises them with fixed constants
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -116,6 +116,25 @@ def standardise_utterance(audio: np.ndarray) -> np.ndarray:
     return (audio - mean) / np.maximum(std, MIN_STD)
 
 
+def standardise_utterance_chunks(
+    first_pass: Iterable[np.ndarray], second_pass: Iterable[np.ndarray]
+) -> Iterator[np.ndarray]:
+    """:func:`standardise_utterance` of a clip whose features [F, t] arrive in chunks along
+    time, holding a chunk and not the clip: the rows' moments are summed over
+    ``first_pass``, then each chunk of ``second_pass`` (the same chunks, read again) is
+    standardised with them. Equal to the whole clip's result up to float rounding."""
+    moments = Moments(axis=0)
+    for chunk in first_pass:
+        moments.add(chunk)
+    stats = moments.result()
+    if stats is None:
+        raise ValueError("no audio frames to standardise")
+    mean, std = (t.numpy()[:, None] for t in stats)
+    floor = np.maximum(std, np.float32(MIN_STD))
+    for chunk in second_pass:
+        yield ((chunk - mean) / floor).astype(np.float32, copy=False)
+
+
 def normalise_item(
     features: ClipFeatures, *, utterance: bool = False, speaker: AudioNorm | None = None
 ) -> ClipFeatures:
@@ -151,8 +170,9 @@ def set_input_stats(model: Any, source: FeatureSource) -> None:
 # -- statistics ---------------------------------------------------------------------------
 
 
-class _Moments:
-    """Running float64 sums for a per-feature mean and std over time steps."""
+class Moments:
+    """Running float64 sums for a per-feature mean and std over time steps (``axis``: the
+    feature axis of the arrays added)."""
 
     def __init__(self, axis: int) -> None:
         self.axis = axis
@@ -183,7 +203,7 @@ def fit_input_stats(source: FeatureSource, *, audio: bool = True) -> InputStats:
     The audio is what the model receives (per-speaker standardised when ``source`` is),
     so the global step comes out near zero mean and unit std in that mode.
     """
-    audio_m, geometry_m = _Moments(axis=0), _Moments(axis=1)
+    audio_m, geometry_m = Moments(axis=0), Moments(axis=1)
     for i in range(len(source)):
         features = source.features(i)
         if audio:
@@ -210,7 +230,7 @@ def speaker_statistics(
         by_speaker.setdefault(speaker, []).append(key)
     norms = {}
     for speaker, speaker_keys in by_speaker.items():
-        moments = _Moments(axis=0)
+        moments = Moments(axis=0)
         for key in speaker_keys:
             features = normalise_item(read_features(cache, key), utterance=utterance)
             moments.add(features.audio)

@@ -10,25 +10,20 @@ that fits in one segment is computed whole, exactly as before (bit for bit).
 What this module knows about front-ends is :func:`_local_form`: mel-chroma qualifies when
 no frame depends on the whole clip — a fixed chroma ``tuning`` (``None`` estimates it from
 the whole clip) and no ``top_db`` (a clip to the whole clip's maximum). Any other front-end
-is not :func:`streamable`, and its callers compute the file whole.
-
-Per-utterance standardisation (mel-chroma's ``per_utterance_norm``) needs each row's mean
-and std over the whole file before the first window can be scored. The rule: **two
-passes** — the first decodes the file and accumulates the unstandardised rows' moments
-(Chan's parallel update, float64), the second decodes it again and standardises each chunk
-with them. Decoding costs twice; memory stays a chunk's.
+is not :func:`streamable`, and its callers compute the file whole. The chunks are the
+front-end's own units (as the cache holds them); a standardisation over the whole clip
+(``data.utterance_norm``) is the normalisation stage's
+(:func:`avsent.data.normalise.standardise_utterance_chunks`, two passes over the file).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import attrs
 import numpy as np
 
 from avsent.contracts import AudioFrontEnd
-
-Blocks = Callable[[], Iterable[np.ndarray]]  #: opens the file's samples, block by block
 
 
 @attrs.frozen(eq=False)
@@ -81,10 +76,8 @@ def segments(
 class _Form:
     """How a front-end can run by segments."""
 
-    raw: AudioFrontEnd  #: the front-end without per-utterance standardisation
     hop: int  #: samples per frame
     context: int  #: frames of samples either side a frame depends on
-    norm_eps: float | None  #: per-utterance standardisation's floor on the std; None: off
 
 
 def _local_form(frontend: AudioFrontEnd) -> _Form | None:
@@ -96,11 +89,7 @@ def _local_form(frontend: AudioFrontEnd) -> _Form | None:
     c = frontend.config
     if c.tuning is None or c.top_db is not None:
         return None
-    context = -(-c.n_fft // (2 * c.hop_length))
-    if not c.per_utterance_norm:
-        return _Form(frontend, c.hop_length, context, None)
-    raw = MelChroma(attrs.evolve(c, per_utterance_norm=False))
-    return _Form(raw, c.hop_length, context, c.norm_eps)
+    return _Form(c.hop_length, -(-c.n_fft // (2 * c.hop_length)))
 
 
 def streamable(frontend: AudioFrontEnd) -> bool:
@@ -109,61 +98,23 @@ def streamable(frontend: AudioFrontEnd) -> bool:
 
 
 def feature_chunks(
-    frontend: AudioFrontEnd, open_blocks: Blocks, chunk_frames: int
+    frontend: AudioFrontEnd, blocks: Iterable[np.ndarray], chunk_frames: int
 ) -> Iterator[np.ndarray]:
     """float32 [F, t] chunks of ``chunk_frames`` frames (the last: the rest) whose
-    concatenation is ``frontend`` on the whole file; a file of at most about a chunk comes
-    as one chunk, ``frontend``'s own output on all of it. ``open_blocks`` is called once,
-    or twice under per-utterance standardisation (see the module docstring)."""
+    concatenation is ``frontend`` on the whole file of sample ``blocks``; a file of at most
+    about a chunk comes as one chunk, ``frontend``'s own output on all of it."""
     form = _local_form(frontend)
     if form is None:
         raise ValueError(f"{type(frontend).__name__} cannot be computed by chunks")
-    pieces = segments(open_blocks(), form.hop, form.context, chunk_frames)
+    pieces = segments(blocks, form.hop, form.context, chunk_frames)
     head = next(pieces)
     if head.whole:
         yield _float32(frontend(head.samples))
         return
-    if form.norm_eps is None:
-        yield _float32(head.keep(form.raw(head.samples)))
-        for piece in pieces:
-            yield _float32(piece.keep(form.raw(piece.samples)))
-        return
-    moments = _Moments()
-    moments.add(head.keep(form.raw(head.samples)))
+    yield _float32(head.keep(frontend(head.samples)))
     for piece in pieces:
-        moments.add(piece.keep(form.raw(piece.samples)))
-    mean, std = moments.mean_std(form.norm_eps)
-    for piece in segments(open_blocks(), form.hop, form.context, chunk_frames):
-        yield _float32((piece.keep(form.raw(piece.samples)) - mean) / std)
+        yield _float32(piece.keep(frontend(piece.samples)))
 
 
 def _float32(features: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(features, dtype=np.float32)
-
-
-class _Moments:
-    """Per-row mean and variance over columns, merged chunk by chunk (Chan et al.)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.mean: np.ndarray | float = 0.0
-        self.m2: np.ndarray | float = 0.0  # sum of squared deviations from the mean
-
-    def add(self, chunk: np.ndarray) -> None:
-        n = chunk.shape[1]
-        if n == 0:
-            return
-        chunk = chunk.astype(np.float64)
-        chunk_mean = chunk.mean(axis=1)
-        chunk_m2 = np.square(chunk - chunk_mean[:, None])
-        delta = chunk_mean - self.mean
-        total = self.count + n
-        self.mean = self.mean + delta * (n / total)
-        self.m2 = self.m2 + chunk_m2.sum(axis=1) + delta**2 * (self.count * n / total)
-        self.count = total
-
-    def mean_std(self, eps: float) -> tuple[np.ndarray, np.ndarray]:
-        """[F, 1] float32 mean and std (population), the std floored at ``eps``."""
-        mean = np.asarray(self.mean, dtype=np.float32)[:, None]
-        std = np.sqrt(np.asarray(self.m2) / self.count).astype(np.float32)[:, None]
-        return mean, np.maximum(std, np.float32(eps))

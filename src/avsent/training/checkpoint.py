@@ -30,7 +30,8 @@ from safetensors.torch import load_file, save
 
 from avsent.config import atomic_write_bytes, from_dict, to_dict
 from avsent.data.cache import EntrySpec
-from avsent.errors import CheckpointError
+from avsent.errors import CheckpointError, ConfigError
+from avsent.run_config import upgrade_config_dict
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.safetensors"
@@ -39,7 +40,6 @@ CONFIG_FILE = "config.toml"
 #: bump when the layout of tensors or header changes (and upgrade the older ones on read)
 FORMAT = 2
 #: format 1's mel-chroma fields, moved to the normalisation stage in format 2
-_V1_UTTERANCE, _V1_EPS, _V1_EPS_DEFAULT = "per_utterance_norm", "norm_eps", 1e-5
 _HEADER_KEY = "avsent"
 _MODEL = "model."
 _OPTIMIZER = "optimizer."
@@ -115,25 +115,15 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 
 
 def _upgrade_format_1(header: dict[str, Any], path: Path) -> dict[str, Any]:
-    """A format-1 header in format 2: mel-chroma's ``per_utterance_norm`` is the run's
-    ``data.utterance_norm`` (the same standardisation, now applied as each clip is read),
-    and ``norm_eps`` is gone (the stage floors the std at 1e-5). It stored no feature facts,
-    so :func:`load_model` has none to check."""
+    """A format-1 header in format 2: its config in today's fields
+    (:func:`avsent.run_config.upgrade_config_dict`). It stored no feature facts, so
+    :func:`load_model` has none to check."""
     config = header.get("config")
-    frontend = config.get("audio_frontend") if isinstance(config, dict) else None
-    if isinstance(frontend, dict):
-        frontend = dict(frontend)
-        utterance = frontend.pop(_V1_UTTERANCE, False)
-        eps = frontend.pop(_V1_EPS, _V1_EPS_DEFAULT)
-        if utterance and eps != _V1_EPS_DEFAULT:
-            raise CheckpointError(
-                f"{path}: trained with audio_frontend.{_V1_EPS} = {eps}, which this avsent "
-                f"cannot reproduce (data.utterance_norm floors the std at {_V1_EPS_DEFAULT})"
-            )
-        data = dict(config.get("data") or {})
-        if utterance:
-            data["utterance_norm"] = True
-        config = {**config, "audio_frontend": frontend, "data": data}
+    if isinstance(config, dict):
+        try:
+            config = upgrade_config_dict(config)
+        except ConfigError as exc:
+            raise CheckpointError(f"{path}: trained with {exc}") from None
     return {**header, "config": config, "format": FORMAT}
 
 
