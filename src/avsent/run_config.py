@@ -191,7 +191,9 @@ class TrainConfig:
     #: (avsent.data.windows; the paper is silent); 0 = whole clips (memory grows with length)
     max_audio_frames: int | Literal["auto"] = attrs.field(default="auto", validator=_frames)
     loader_workers: int = attrs.field(default=0, validator=v.ge(0))  #: DataLoader processes
-    amp: bool = False  #: mixed precision (autocast); see amp_dtype
+    #: mixed precision (autocast), see amp_dtype; "auto" = on where the device has bf16
+    #: units (AMX / AVX512-BF16 CPUs, bf16 GPUs), fp32 elsewhere (training/precision.py)
+    amp: bool | Literal["auto"] = False
     amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"  #: float16 (+ grad scaling) needs CUDA
     compile: bool = False
     device: str = "auto"

@@ -30,7 +30,7 @@ from avsent.data.loader import make_loader
 from avsent.data.windows import crop_frames, windowed_logits
 from avsent.errors import ConfigError
 from avsent.model import AVModel, Batch, audio_feature_spec
-from avsent.training import distributed, modulation
+from avsent.training import distributed, modulation, precision
 from avsent.training.augment import augment_batch, mixup
 from avsent.training.checkpoint import (
     CheckpointError,
@@ -97,12 +97,11 @@ def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
 
 
 def autocast(config: Any, device: torch.device) -> AbstractContextManager:
-    """Mixed precision per ``train.amp``/``train.amp_dtype``; a no-op when off."""
-    if not config.train.amp:
+    """Mixed precision per ``train.amp``/``train.amp_dtype`` (:func:`precision.amp_dtype`);
+    a no-op in fp32."""
+    dtype = precision.amp_dtype(config.train, device)
+    if dtype is None:
         return nullcontext()
-    dtype = torch.float16 if config.train.amp_dtype == "float16" else torch.bfloat16
-    if dtype is torch.float16 and device.type != "cuda":
-        raise ConfigError("train.amp_dtype", "float16 needs a CUDA device; use bfloat16")
     return torch.autocast(device.type, dtype=dtype)
 
 
@@ -285,7 +284,7 @@ class Trainer:
                 device_ids=[self.ctx.device.index] if self.ctx.device.type == "cuda" else None,
                 static_graph=True,  # same parts every step; tolerates never-used parameters
             )
-        use_scaler = self.train_cfg.amp and self.train_cfg.amp_dtype == "float16"
+        use_scaler = precision.amp_dtype(self.train_cfg, self.ctx.device) is torch.float16
         self.scaler = torch.amp.GradScaler(self.ctx.device.type, enabled=use_scaler)
         self.sampler = DistributedSampler(
             data.train,
