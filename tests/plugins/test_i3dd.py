@@ -10,6 +10,7 @@ from avsent.contracts import Tokens
 from avsent.errors import ConfigError
 from avsent.layers.spd_conv import SPDConv, depth_to_space, space_to_depth
 from avsent.model import count_parameters
+from avsent.plugins import i3dd
 from avsent.plugins.i3dd import PRESETS, DenseNet3D, DenseNet3DConfig, I3DDConfig
 from avsent.registry import get_registry
 
@@ -128,3 +129,47 @@ def test_padded_frames_content_does_not_reach_the_tokens(spd):
     noisy[:, :, 4:] = torch.randn(1, 3, 4, 16, 16) * 10
     with torch.no_grad():
         assert torch.allclose(model(x, mask).x, model(noisy, mask).x, atol=1e-6)
+
+
+def _tiny_i3dd() -> DenseNet3D:
+    torch.manual_seed(0)
+    config = I3DDConfig(growth_rate=4, block_config=(1, 1), num_init_features=8)
+    return DenseNet3D(config, in_channels=3, frames=8, size=16, downsampling="spd")
+
+
+def test_no_padding_skips_the_mask_with_the_same_numbers(monkeypatch):
+    """All frames real: the mask multiplies are skipped, and training sees identical values."""
+    x = torch.randn(2, 3, 8, 16, 16)
+    mask = torch.ones(2, 8, dtype=torch.bool)
+    assert i3dd._padding(mask) is None and i3dd._padding(~mask) is not None
+
+    def step(model: DenseNet3D) -> tuple[torch.Tensor, ...]:
+        tokens = model.train()(x, mask).x
+        tokens.square().sum().backward()
+        return (tokens.detach(), *(p.grad for p in model.parameters()))
+
+    fast = step(_tiny_i3dd())
+    monkeypatch.setattr(i3dd, "_padding", lambda m: m)  # always multiply
+    masked = step(_tiny_i3dd())
+    for a, b in zip(fast, masked, strict=True):
+        assert torch.equal(a, b)
+
+
+class _TokensOnly(nn.Module):
+    def __init__(self, encoder: DenseNet3D) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x, mask).x
+
+
+def test_a_trace_keeps_the_mask_whatever_the_example_batch():
+    """Traced on a batch without padding, the graph must still zero padded frames."""
+    model = _TokensOnly(_tiny_i3dd()).eval()
+    x = torch.randn(1, 3, 8, 16, 16)
+    full = torch.ones(1, 8, dtype=torch.bool)
+    padded = torch.tensor([[True] * 4 + [False] * 4])
+    with torch.no_grad():
+        traced = torch.jit.trace(model, (x, full), check_trace=False)
+        torch.testing.assert_close(traced(x, padded), model(x, padded))
