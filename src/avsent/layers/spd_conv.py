@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from avsent.layers.pointwise import PointwiseConv3d
+
 
 def space_to_depth(x: torch.Tensor, *, time: bool = False, block: int = 2) -> torch.Tensor:
     """[B, C, T, H, W] → [B, C·b²(·b), T(/b), H/b, W/b]; sides must be divisible by ``block``."""
@@ -60,13 +62,12 @@ class SPDConv(nn.Sequential):
         self, in_channels: int, out_channels: int, kernel_size: int, *, time: bool = False
     ) -> None:
         spd = SpaceToDepth(time=time)
-        super().__init__(
-            spd,
-            nn.Conv3d(
-                in_channels * spd.factor,
-                out_channels,
-                kernel_size,
-                padding=kernel_size // 2,
-                bias=False,
-            ),
+        channels = in_channels * spd.factor
+        conv = (
+            PointwiseConv3d(channels, out_channels)
+            if kernel_size == 1
+            else nn.Conv3d(
+                channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False
+            )
         )
+        super().__init__(spd, conv)
