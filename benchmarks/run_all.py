@@ -3,6 +3,7 @@
     python benchmarks/run_all.py                     # everything → benchmarks/REPORT.md
     python benchmarks/run_all.py --list              # the benchmark names
     python benchmarks/run_all.py --only faces,emodb  # a selection (e.g. the slow ones)
+    python benchmarks/run_all.py --only gpu          # the CUDA run (not run without a GPU)
     python benchmarks/run_all.py --skip emodb --out /tmp/report.md
 
 Benchmarks are the pytest-benchmark files ``benchmarks/bench_<name>.py`` (each run in its
@@ -79,6 +80,7 @@ def run_pytest_benchmark(name: str, path: Path, timeout: float) -> BenchRun:
             "-p",
             "no:cacheprovider",
             "-q",
+            "-rs",  # the reason of each skip, for a bench file that cannot run here
         ]
         start = time.perf_counter()
         try:
@@ -90,7 +92,19 @@ def run_pytest_benchmark(name: str, path: Path, timeout: float) -> BenchRun:
         seconds = time.perf_counter() - start
         data = json.loads(out.read_text()) if out.exists() else None
     status = "ok" if rc == 0 and data else "failed"
+    if rc == 0 and not (data or {}).get("benchmarks"):  # every test skipped (e.g. no GPU)
+        status, log = "not run", "\n".join(_skip_reasons(log)) or log
     return BenchRun(name, status, seconds, _rel(path), data, _tail(log))
+
+
+def _skip_reasons(log: str) -> list[str]:
+    """The distinct reasons in pytest's ``-rs`` summary (``SKIPPED [n] file:line: why``)."""
+    reasons = [
+        line.split(": ", 1)[1]
+        for line in log.splitlines()
+        if line.startswith("SKIPPED") and ": " in line
+    ]
+    return list(dict.fromkeys(reasons))
 
 
 def run_emodb(emodb_dir: Path, seeds: Sequence[int], hook: Path) -> BenchRun:
@@ -469,6 +483,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             else run_pytest_benchmark(name, path, args.timeout)
         )
         print(f"  {run.status} in {run.seconds:.1f} s", flush=True)
+        if run.status == "not run" and run.log:
+            print(f"  {run.log.splitlines()[0]}", flush=True)
         runs.append(run)
 
     command = "python benchmarks/run_all.py" + "".join(
