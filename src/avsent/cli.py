@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+from avsent.training.threads import passive_waits
+
+os.environ.update(passive_waits(os.environ))  # before torch loads OpenMP, which reads it once
+
 import json
 import sys
 from typing import Any
