@@ -5,8 +5,14 @@ Per recipe: forward+backward time per training batch, the FLOPs of that step
 round), the peak memory of one step (resident set sampled every 2 ms during the step, in a
 fresh process, minus the resident set just before it), and the inference latency of one
 clip. The baseline, in the same run, is a 1024² fp32 matmul: the GFLOP/s this CPU reaches
-on the friendliest possible workload. With a CUDA GPU the same step also runs there with
-bf16 autocast and channels-last-3d video, against a bf16 matmul.
+on the friendliest possible workload.
+
+Precision (``test_train_step_precision``): the ``mavsa-di`` step at batch 8 under bf16
+autocast against the same step in fp32 and against fp32 as it ran before the CPU changes
+of issue 18 (every I3DD frame-mask multiply, oneDNN for every 1×1×1 conv), each step's
+GFLOP/s beside a 1024² matmul of its precision measured in the same test. Per-step CPU
+seconds are recorded too: on a shared machine they move less than wall time. The CUDA
+run is ``bench_gpu.py``.
 
     .venv/bin/pytest benchmarks/bench_model.py -p no:cacheprovider --benchmark-only -o addopts=""
 
@@ -21,6 +27,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +36,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import avsent
 from avsent import Batch
+from avsent.layers import pointwise
+from avsent.plugins import i3dd
 
 RECIPES = ("mavsa-di-small", "mavsa-di")
 BATCH = 4
@@ -116,20 +125,6 @@ def test_matmul_reference(benchmark):
     )
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
-def test_matmul_reference_gpu_bf16(benchmark):
-    n = 8192
-    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-
-    def mm() -> None:
-        torch.mm(a, b)
-        torch.cuda.synchronize()
-
-    benchmark.pedantic(mm, rounds=10, iterations=1, warmup_rounds=2)
-    benchmark.extra_info["gflops_per_s_mean"] = 2 * n**3 / benchmark.stats.stats.mean / 1e9
-
-
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_forward_backward(benchmark, recipe):
     torch.manual_seed(0)
@@ -150,33 +145,6 @@ def test_forward_backward(benchmark, recipe):
     )
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
-@pytest.mark.parametrize("recipe", RECIPES)
-def test_forward_backward_gpu_bf16(benchmark, recipe):
-    """The same step on a GPU: bf16 autocast, channels-last-3d video, peak CUDA memory."""
-    torch.manual_seed(0)
-    model = avsent.create_model(recipe).cuda().train()
-    batch = make_batch(model, BATCH).to("cuda")
-    batch.video = batch.video.contiguous(memory_format=torch.channels_last_3d)
-    model.video_encoder.to(memory_format=torch.channels_last_3d)
-
-    def step() -> None:
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            train_step(model, batch)
-        torch.cuda.synchronize()
-
-    flops = step_flops(model, batch)
-    torch.cuda.reset_peak_memory_stats()
-    benchmark.pedantic(step, rounds=10, iterations=1, warmup_rounds=2)
-    benchmark.extra_info.update(
-        recipe=recipe,
-        batch=BATCH,
-        device=torch.cuda.get_device_name(),
-        gflops_per_s_mean=flops / benchmark.stats.stats.mean / 1e9,
-        peak_cuda_mb=torch.cuda.max_memory_allocated() / 2**20,
-    )
-
-
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_inference_latency_one_clip(benchmark, recipe):
     torch.manual_seed(0)
@@ -190,3 +158,55 @@ def test_inference_latency_one_clip(benchmark, recipe):
     probs = benchmark.pedantic(infer, rounds=5, iterations=1, warmup_rounds=1)
     assert probs.shape == (1, len(model.class_names))
     benchmark.extra_info.update(recipe=recipe, threads=torch.get_num_threads())
+
+
+PRECISION_BATCH = 8
+PRECISIONS = ("avsent-bf16", "fp32", "fp32-before")
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = MATMUL_N, rounds: int = 10) -> float:
+    """Best-of-``rounds`` GFLOP/s of an n² matmul in ``dtype`` (bf16: AMX where present)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+@pytest.mark.parametrize("way", PRECISIONS)
+def test_train_step_precision(benchmark, monkeypatch, way):
+    benchmark.group = f"mavsa-di train step, batch {PRECISION_BATCH}, CPU"
+    if way != "avsent-bf16":
+        benchmark.extra_info["role"] = "baseline"
+    if way == "fp32-before":  # the code paths the issue-18 changes replaced
+        monkeypatch.setattr(i3dd, "_padding", lambda mask: mask)
+        monkeypatch.setattr(pointwise, "MATMUL_MAX_POSITIONS", -1)
+    bf16 = way == "avsent-bf16"
+    torch.manual_seed(0)
+    model = avsent.create_model("mavsa-di").train()
+    batch = make_batch(model, PRECISION_BATCH)
+    cpu_seconds: list[float] = []
+
+    def step() -> None:
+        start = time.process_time()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            train_step(model, batch)
+        cpu_seconds.append(time.process_time() - start)
+
+    flops = step_flops(model, batch)
+    matmul = matmul_gflops(torch.bfloat16 if bf16 else torch.float32)
+    benchmark.pedantic(step, rounds=5, iterations=1, warmup_rounds=1)
+    stats = benchmark.stats.stats
+    benchmark.extra_info.update(
+        figure=f"GFLOP/s of the step ({way}, best round)",
+        value=flops / stats.min / 1e9,
+        baseline=matmul,
+        baseline_name=f"{MATMUL_N}² {'bf16' if bf16 else 'fp32'} matmul, same test",
+        unit="GFLOP/s",
+        threads=torch.get_num_threads(),
+        gflop_per_step=flops / 1e9,
+        cpu_s_per_step_min=min(cpu_seconds[1:]),
+    )
