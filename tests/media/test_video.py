@@ -127,6 +127,79 @@ def test_seeking_picks_the_same_frames_as_decoding_everything(tmp_path, ext):
     assert [index_of(f) for f in clip.frames] == pytest.approx(want, abs=1)
 
 
+def full_decode(path: Path) -> list[tuple[float, np.ndarray]]:
+    with av.open(str(path)) as container:
+        return [(f.time, f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
+
+
+B_FRAMES = {"g": "12", "bf": "3"}  # key frames 12 apart, B-frames that nothing refers to
+
+
+@pytest.mark.parametrize(
+    ("ext", "codec", "options", "times"),
+    [
+        ("mp4", "libx264", B_FRAMES, None),  # seeks by the key frame index
+        ("mkv", "libx264", B_FRAMES, None),  # seeks over gaps
+        ("mp4", "mpeg4", {"g": "12", "bf": "2"}, None),
+        ("mkv", "libx264", B_FRAMES, [0.04 * i + (0.5 if i > 60 else 0) for i in range(120)]),
+    ],
+)
+@pytest.mark.parametrize(("num_frames", "fps"), [(7, None), (40, None), (30, 12.0)])
+def test_kept_frames_are_exactly_what_a_full_decode_shows(
+    tmp_path, ext, codec, options, times, num_frames, fps
+):
+    """Skipping frames between targets must never change a kept frame, by a single pixel."""
+    image = lambda i: frame_image(i % 32)  # noqa: E731 - levels stay in range
+    path = write_video(
+        tmp_path / f"b.{ext}", codec, n=120, fps=25, times=times, image=image, options=options
+    )
+    clip = read_frames(path, num_frames=num_frames, fps=fps, seek_gap=0.5)
+    decoded = full_decode(path)
+    start = min(t for t, _ in decoded)
+    steps = np.arange(len(clip))
+    targets = start + (steps / fps if fps else (steps + 0.5) * clip.duration / num_frames)
+    for target, t, frame in zip(targets, clip.times, clip.frames, strict=True):
+        time, want = max((d for d in decoded if d[0] <= target + 1e-6), key=lambda d: d[0])
+        assert t == pytest.approx(time, abs=1e-9)
+        np.testing.assert_array_equal(frame, want)
+
+
+def test_frames_no_target_needs_are_not_decoded(tmp_path, monkeypatch):
+    import avsent.media.video as video
+
+    options = {"g": "1000", "bf": "3", "x264-params": "b-pyramid=none"}  # no B is a reference
+    path = write_video(tmp_path / "b.mp4", n=120, fps=25, options=options)
+    decoded = 0
+    real_decode = video._decode
+
+    def counting(*args, **kwargs):
+        nonlocal decoded
+        for frame in real_decode(*args, **kwargs):
+            decoded += 1
+            yield frame
+
+    monkeypatch.setattr(video, "_decode", counting)
+    read_frames(path, num_frames=8)
+    # one key frame, so every frame up to the last target is walked; the B-frames between
+    # targets (3 of every 4 frames) are skipped
+    assert decoded < 0.35 * len(full_decode(path))
+
+
+def test_each_packet_knows_the_frame_shown_after_it():
+    """Decode order I P B B B P B B B (display 0 4 1 2 3 8 5 6 7): a B's successor may be a
+    packet decoded before it, and the last frame has none."""
+    from types import SimpleNamespace
+
+    from avsent.media.video import _timed_packets
+
+    order = [0, 4, 1, 2, 3, 8, 5, 6, 7, None]  # None: the flush packet at the end
+    timed = list(_timed_packets([SimpleNamespace(pts=p) for p in order], 0.5))
+    assert [(t, after) for _, t, after in timed] == [
+        (0.0, 0.5), (2.0, 2.5), (0.5, 1.0), (1.0, 1.5), (1.5, 2.0),
+        (4.0, math.inf), (2.5, 3.0), (3.0, 3.5), (3.5, 4.0), (None, math.inf),
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize(("degrees", "corner"), [(90, "bottom-left"), (-90, "top-right")])
 def test_rotation_metadata_is_applied(tmp_path, degrees, corner):
     def marked(i):
@@ -252,6 +325,22 @@ def test_real_clips_decode(shared_data):
         assert clip.frames.shape[0] == 4 and clip.frames.shape[-1] == 3, path
         assert np.all(np.diff(clip.times) > 0), path
         assert math.isfinite(clip.duration) and clip.duration > 1.0, path
+
+
+def test_real_h264_clips_keep_exactly_what_a_full_decode_shows(shared_data):
+    """MEAD clips: B-frames skipped, and seeks between key frames 2 s apart (crop_surprised)."""
+    for name in [
+        "av/mead/M030_crop_surprised.mp4",
+        "face-video/mead/W009_front_sad_level3_001.mp4",
+    ]:
+        path = shared_data / name
+        clip = read_frames(path, num_frames=16)
+        decoded = full_decode(path)
+        targets = min(t for t, _ in decoded) + (np.arange(16) + 0.5) * clip.duration / 16
+        for target, t, frame in zip(targets, clip.times, clip.frames, strict=True):
+            time, want = max((d for d in decoded if d[0] <= target + 1e-6), key=lambda d: d[0])
+            assert t == pytest.approx(time, abs=1e-9), name
+            np.testing.assert_array_equal(frame, want, err_msg=name)
 
 
 @pytest.mark.parametrize(("tag", "corner"), [("90", "top-right"), ("270", "bottom-left")])
