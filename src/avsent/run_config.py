@@ -28,6 +28,11 @@ MODEL_SLOTS: dict[str, str] = {
 }
 
 
+def _off_or_at_least_32(instance: Any, attribute: attrs.Attribute, value: int) -> None:
+    if value != 0 and value < 32:
+        raise ValueError(f"{attribute.name} must be 0 (off) or at least 32, got {value!r}")
+
+
 @attrs.define
 class FacesConfig:
     """The video front-end: which frames, how faces are found and cropped."""
@@ -38,6 +43,10 @@ class FacesConfig:
     grayscale: bool = False
     margin: float = attrs.field(default=0.25, validator=v.ge(0.0))
     detect_width: int = attrs.field(default=320, validator=v.ge(64))  #: detect on this width
+    #: search a whole frame on a copy this wide first, then on ones twice as wide while
+    #: under half ``detect_width``, and at ``detect_width`` only when none finds a face
+    #: (0 = at ``detect_width`` only)
+    coarse_width: int = attrs.field(default=48, validator=_off_or_at_least_32)
     #: after the first find, search a square this many face sizes wide around the last box,
     #: scaled to ``roi_width`` pixels (0 = search the whole downscaled frame every time)
     track_roi: float = attrs.field(default=1.6, validator=v.ge(0.0))

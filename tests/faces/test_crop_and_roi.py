@@ -2,13 +2,15 @@
 
 A synthetic frame with a known face box and a coloured border of exactly the margin on each
 side shows what the crop holds. A detector that finds a bright square in whatever image it
-is shown makes ROI searches real; counting full-frame searches shows whether ROI boxes were
-mapped back to the frame (wrong ones are rejected and hidden by a full-frame search).
+is shown makes ROI and coarse-to-fine searches real; counting full-frame searches shows
+whether ROI boxes were mapped back to the frame (wrong ones are rejected and hidden by a
+full-frame search).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from avsent.faces.pipeline import extract_faces
 from avsent.media.video import VideoFrames
@@ -33,18 +35,26 @@ class FixedDetector:
 
 
 class BrightSquareDetector:
-    """Finds the white square in the image it is shown: full frame, downscaled copy or ROI."""
+    """Finds the white square in the image it is shown: full frame, downscaled copy or ROI;
+    like a cascade with a ``min_side`` window, not when it is smaller than that there."""
 
-    def __init__(self) -> None:
+    def __init__(self, min_side: int = 1) -> None:
+        self.min_side = min_side
         self.shapes: list[tuple[int, int]] = []
 
     def detect(self, image: np.ndarray) -> np.ndarray:
         self.shapes.append(image.shape[:2])
         ys, xs = np.nonzero(image[..., 0] > 127)
-        if len(xs) == 0:
+        if len(xs) == 0 or xs.max() + 1 - xs.min() < self.min_side:
             return np.zeros((0, 4), np.int64)
         box = [xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()]
         return np.array([box], dtype=np.int64)
+
+
+def square_at(x: int, y: int, side: int, shape: tuple[int, int] = (480, 640)) -> np.ndarray:
+    image = np.zeros((1, *shape, 3), np.uint8)
+    image[0, y : y + side, x : x + side] = 255
+    return image
 
 
 def test_the_crop_holds_the_box_and_the_margin_on_each_side() -> None:
@@ -54,7 +64,9 @@ def test_the_crop_holds_the_box_and_the_margin_on_each_side() -> None:
     image[:] = BLUE  # outside the crop
     image[0, y - ring : y + side + ring, x - ring : x + side + ring] = GREEN  # the margin
     image[0, y : y + side, x : x + side] = RED  # the face box
-    config = FacesConfig(track_roi=0.0, smooth_window=1, margin=margin, crop_size=side + 2 * ring)
+    config = FacesConfig(
+        track_roi=0.0, coarse_width=0, smooth_window=1, margin=margin, crop_size=side + 2 * ring
+    )
     track = extract_faces(clip_of(image), FixedDetector((x, y, side, side)), None, config, path="x")
     crop = track.crops[0]
     assert crop.shape == (120, 120, 3)
@@ -76,9 +88,42 @@ def test_roi_detections_are_mapped_back_without_full_frame_searches() -> None:
     track = extract_faces(clip_of(images), detector, None, config, path="x")
 
     assert track.detected.all()
-    full_frame = [s for s in detector.shapes if s == (240, 320)]
-    assert len(full_frame) == 1, detector.shapes  # the first search only; then ROI finds
+    # the first search only, on the smallest copy (an 80-px face is 6 px there); then ROI
+    assert detector.shapes[0] == (36, 48)
     assert len(detector.shapes) == n
     assert all(s[1] <= config.roi_width for s in detector.shapes[1:])
     # ROI scale 48/128: a box comes back within a few full-frame pixels
-    assert np.abs(track.boxes - np.array(truth)).max() <= 4
+    assert np.abs(track.boxes[1:] - np.array(truth[1:])).max() <= 4
+
+
+@pytest.mark.parametrize(
+    ("side", "searched", "tolerance"),
+    [
+        (320, [(36, 48)], 14),  # 24 px on the 48-px copy: found at once (scale 1/13)
+        (240, [(36, 48), (72, 96)], 7),  # 18 px there: too small; 36 px on the 96-px copy
+        (60, [(36, 48), (72, 96), (240, 320)], 2),  # found only at detect_width (30 px)
+    ],
+)
+def test_a_whole_frame_search_stops_at_the_first_copy_that_finds_the_face(
+    side: int, searched: list[tuple[int, int]], tolerance: int
+) -> None:
+    detector = BrightSquareDetector(min_side=24)  # like the Haar cascade's window
+    config = FacesConfig(smooth_window=1, track_roi=0.0, coarse_width=48, detect_width=320)
+    track = extract_faces(clip_of(square_at(100, 80, side)), detector, None, config, path="x")
+    assert detector.shapes == searched
+    assert np.abs(track.boxes[0] - [100, 80, side, side]).max() <= tolerance
+
+
+@pytest.mark.parametrize("coarse_width", [0, 160, 400])
+def test_no_coarse_copy_when_off_or_not_smaller(coarse_width: int) -> None:
+    detector = BrightSquareDetector(min_side=24)
+    config = FacesConfig(
+        smooth_window=1, track_roi=0.0, coarse_width=coarse_width, detect_width=320
+    )
+    extract_faces(clip_of(square_at(200, 100, 240)), detector, None, config, path="x")
+    assert detector.shapes == [(240, 320)]
+
+
+def test_coarse_width_is_off_or_at_least_32() -> None:
+    with pytest.raises(ValueError, match="coarse_width"):
+        FacesConfig(coarse_width=16)

@@ -38,7 +38,8 @@ class ScriptedDetector:
 
 
 def full_frame(**kwargs) -> FacesConfig:
-    return FacesConfig(track_roi=0.0, smooth_window=1, **kwargs)
+    """One whole-frame search per frame, at ``detect_width`` (the scripts go call by call)."""
+    return FacesConfig(track_roi=0.0, coarse_width=0, smooth_window=1, **kwargs)
 
 
 def blank(n: int, h: int = 240, w: int = 320) -> np.ndarray:

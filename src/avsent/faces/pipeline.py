@@ -1,8 +1,12 @@
 """Sampled frames → one face track: a stable square crop of the main face in every frame.
 
-Speed comes from never running the detector on a full-resolution frame: the first search
-(and any search after the face is lost) runs on a copy scaled to ``detect_width``; after
-that, the detector looks only in a small square around the face's last box, scaled to
+Speed comes from never running the detector on a full-resolution frame: a search of the
+whole frame (the first one, and any after the face is lost) runs from small copies to
+larger ones — ``coarse_width`` wide, then twice as wide while under half ``detect_width``,
+then ``detect_width`` — and stops at the first that finds a face. A cascade pays for the
+windows that look like a face, so a big face found on a 48-px copy costs a tenth of the
+search at 320 px, and a copy too small for the face costs almost nothing. After that, the
+detector looks only in a small square around the face's last box, scaled to
 ``roi_width``. The main face is the largest one when the search starts and, after that, the
 detection nearest the previous box, so the crop does not jump between people. Frames
 where the face is not found take a box interpolated from their neighbours, and the boxes
@@ -91,8 +95,7 @@ def _find_main_face(
 ) -> list[np.ndarray | None]:
     """The main face's box (x, y, w, h floats) per frame, or None where it was not found."""
     height, width = images.shape[1:3]
-    scale = min(1.0, config.detect_width / width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    copies = _search_copies(width, height, config)
     found: list[np.ndarray | None] = []
     prev: np.ndarray | None = None
     misses = 0
@@ -101,8 +104,7 @@ def _find_main_face(
         if prev is not None and config.track_roi > 0:
             box = _pick(_detect_near(image, prev, detector, config), prev, config)
         if box is None:
-            small = image if scale == 1.0 else cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-            box = _pick(detector.detect(small) / scale, prev, config)
+            box = _search(image, copies, detector, prev, config)
         if box is not None:
             prev, misses = box, 0
         else:
@@ -111,6 +113,39 @@ def _find_main_face(
                 prev = None  # lost: the next search takes the largest face again
         found.append(box)
     return found
+
+
+def _search_copies(
+    width: int, height: int, config: FacesConfig
+) -> list[tuple[float, tuple[int, int]]]:
+    """(scale, (width, height)) of the copies a whole-frame search looks at, smallest first."""
+    widths = []
+    coarse = config.coarse_width
+    while 0 < coarse < min(width, config.detect_width / 2):
+        widths.append(coarse)
+        coarse *= 2
+    widths.append(config.detect_width)
+    copies = []
+    for copy_width in widths:
+        scale = min(1.0, copy_width / width)
+        copies.append((scale, (max(1, round(width * scale)), max(1, round(height * scale)))))
+    return copies
+
+
+def _search(
+    image: np.ndarray,
+    copies: list[tuple[float, tuple[int, int]]],
+    detector: FaceDetector,
+    prev: np.ndarray | None,
+    config: FacesConfig,
+) -> np.ndarray | None:
+    """The main face in the whole frame, from the first copy where one is found."""
+    for scale, size in copies:
+        small = image if scale == 1.0 else cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        box = _pick(detector.detect(small) / scale, prev, config)
+        if box is not None:
+            return box
+    return None
 
 
 def _detect_near(
