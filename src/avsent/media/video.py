@@ -282,7 +282,7 @@ class _Sampler:
         self.start = start
         self.seek_gap = seek_gap if seek else math.inf
         self.end_tolerance = end_tolerance
-        self.frames: list[np.ndarray | None] = [None] * len(targets)
+        self.frames: np.ndarray | None = None  # [T, H, W, 3], allocated at the first kept frame
         self.times = np.zeros(len(targets), dtype=np.float64)
         self.size: tuple[int, int] | None = None  # (width, height) of the first kept frame
         self.rotate_tag = _rotate_tag(stream)
@@ -322,7 +322,7 @@ class _Sampler:
             if not jumped:
                 self._finish(i)
                 break
-        return np.stack(self.frames), self.times
+        return self.frames, self.times
 
     def _wanted(self, time: float | None, after: float) -> bool:
         """Whether the frame shown from ``time`` until ``after`` may be kept (a target falls
@@ -355,7 +355,10 @@ class _Sampler:
     def _keep(self, i: int, time: float, frame: av.VideoFrame) -> None:
         if self._converted[0] is not frame:
             self._converted = (frame, self._to_rgb(frame))
-        self.frames[i] = self._converted[1]
+        image = self._converted[1]
+        if self.frames is None:
+            self.frames = np.empty((len(self.targets), *image.shape), image.dtype)
+        self.frames[i] = image
         self.times[i] = time
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
