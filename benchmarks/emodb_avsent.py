@@ -15,7 +15,6 @@ together), then mean ± sample std over seeds.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -33,23 +32,10 @@ PROTOCOL: dict[str, Any] = {"data.split.method": "loso"}
 METRICS = ("accuracy", "macro_recall", "macro_f1")
 
 
-def config_digest(config: Any) -> str:
-    """A short hash of everything in the run config but the seed and the cache folder.
-
-    Runs live in a folder named after it, so finished folds are reused only by the very
-    same settings — never by a run whose options (or avsent's defaults) have changed."""
-    from avsent.config import to_dict
-
-    data = to_dict(config)
-    data["train"].pop("seed")
-    data["data"].pop("cache_dir")
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
-
-
 def run_seeds(emodb_dir: Path, seeds: Sequence[int], out_dir: Path, overrides: dict[str, Any]):
     """The recipe's LOSO run for each seed (finished folds of the same settings are kept:
     re-running resumes) → :class:`avsent.training.trainer.SeedsResult`."""
-    from avsent.run_config import default_run_config
+    from avsent.run_config import config_digest, default_run_config
     from avsent.training.trainer import train_seeds
 
     config = default_run_config(
@@ -62,7 +48,7 @@ def run_seeds(emodb_dir: Path, seeds: Sequence[int], out_dir: Path, overrides: d
             **overrides,
         },
     )
-    run_dir = out_dir / config_digest(config)
+    run_dir = out_dir / config_digest(config, ignore=("train.seed", "data.cache_dir"))
     return train_seeds(config, run_dir=run_dir, seeds=list(seeds), resume=True, progress=False)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from avsent.config import dump_toml, to_dict
 from avsent.errors import ConfigError
-from avsent.run_config import default_run_config, load_run_config
+from avsent.run_config import config_digest, default_run_config, load_run_config
 
 
 def test_recipe_fills_every_slot_with_its_component_config():
@@ -71,3 +71,13 @@ def test_an_earlier_std_floor_that_cannot_be_reproduced_is_refused(tmp_path: Pat
     path.write_text(dump_toml(data))
     with pytest.raises(ConfigError, match=r"audio_frontend.norm_eps: 0.001 cannot be reproduced"):
         load_run_config(path)
+
+
+def test_the_config_digest_sees_every_setting_but_the_ignored_ones():
+    config = default_run_config("drsn-audio")
+    moved_cache = default_run_config("drsn-audio", {"data.cache_dir": "/elsewhere"})
+    other_seed = default_run_config("drsn-audio", {"train.seed": 7})
+    assert config_digest(moved_cache) == config_digest(config)
+    assert config_digest(other_seed) != config_digest(config)
+    ignoring_seed = ("train.seed", "data.cache_dir")
+    assert config_digest(other_seed, ignore=ignoring_seed) == config_digest(config, ignoring_seed)

@@ -6,6 +6,8 @@ the defaults below. ``avsent config show RECIPE`` prints the result, ready to ed
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -301,6 +303,19 @@ def upgrade_config_dict(data: dict[str, Any]) -> dict[str, Any]:
     if utterance:
         upgraded["data"] = {**(data.get("data") or {}), "utterance_norm": True}
     return upgraded
+
+
+def config_digest(config: RunConfig, ignore: tuple[str, ...] = ("data.cache_dir",)) -> str:
+    """A short hash of everything in ``config`` but the dotted fields in ``ignore`` (by
+    default where features are cached): a folder name that only the same settings reuse."""
+    data = to_dict(config)
+    for dotted in ignore:
+        *tables, field = dotted.split(".")
+        table = data
+        for name in tables:
+            table = table[name]
+        table.pop(field, None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:

@@ -14,7 +14,6 @@ keeps every finished fold, and a changed candidate never reuses another's result
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,9 +24,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from avsent.config import atomic_write_text, to_dict
+from avsent.config import atomic_write_text
 from avsent.errors import ConfigError
-from avsent.run_config import OuterSplit, with_overrides
+from avsent.run_config import OuterSplit, config_digest, with_overrides
 from avsent.training.metrics import HEADLINE
 from avsent.training.report import REPORT_JSON
 from avsent.training.trainer import train, train_folds
@@ -53,13 +52,6 @@ class TuneResult:
     scores: list[float]  #: each candidate's pooled inner-fold ``metric``, in candidate order
     chosen: int
     final: dict[str, Any]  #: the chosen setting's report on the outer split
-
-
-def config_digest(config: Any) -> str:
-    """A short hash of everything in ``config`` but where its features are cached."""
-    data = to_dict(config)
-    data["data"].pop("cache_dir", None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def inner_config(config: Any, candidate: Candidate, inner_folds: int) -> Any:
