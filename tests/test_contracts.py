@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 import avsent
-from avsent.contracts import Clip, Tokens
+from avsent.contracts import Band, Clip, FeatureSpec, Tokens
 from avsent.errors import ConfigError
 from avsent.layers.masks import masked_mean, zero_padding
 from avsent.registry import Component
@@ -220,3 +220,40 @@ def test_a_dataset_with_an_unlisted_label_fails():
     component = Component("dataset", "unlisted", UnlistedLabelSource, "toy")
     with pytest.raises(ContractError, match=r"label must be one of class_names.*bored"):
         check_dataset(component)
+
+
+# -- the shared data types check their own shapes -------------------------------------------
+
+
+def test_tokens_reject_a_mask_that_does_not_match_x_and_name_both_shapes():
+    with pytest.raises(ValueError, match=r"got \(2, 3, 4\) and \(2, 4\)"):
+        Tokens(torch.zeros(2, 3, 4), torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"got \(2, 3\) and \(2, 3\)"):
+        Tokens(torch.zeros(2, 3), torch.ones(2, 3, dtype=torch.bool))
+
+
+def test_a_feature_spec_needs_bands_that_tile_the_rows_in_order():
+    with pytest.raises(ValueError, match="at least one band"):
+        FeatureSpec((), 100.0)
+    gap = (Band("mel", 0, 4), Band("chroma", 5, 7))
+    empty = (Band("mel", 0, 4), Band("chroma", 4, 4))
+    for bands in (gap, empty):
+        with pytest.raises(ValueError, match=r"tile the rows in order; .*chroma.* after row 4"):
+            FeatureSpec(bands, 100.0)
+    assert FeatureSpec((Band("mel", 0, 4), Band("chroma", 4, 7)), 100.0).rows == 7
+
+
+def test_first_band_with_the_asked_properties():
+    plain, freq, level, both = (
+        Band("energy", 0, 1),
+        Band("chroma", 1, 3, frequency=True),
+        Band("rms", 3, 4, db=True),
+        Band("mel", 4, 8, frequency=True, db=True),
+    )
+    spec = FeatureSpec((plain, freq, level, both), 100.0)
+    assert spec.first() is plain
+    assert spec.first(frequency=True) is freq
+    assert spec.first(db=True) is level
+    assert spec.first(frequency=True, db=True) is both
+    no_frequency = FeatureSpec((plain, Band("rms", 1, 2, db=True)), 100.0)
+    assert no_frequency.first(frequency=True) is None
