@@ -7,6 +7,7 @@ import pytest
 from sklearn import metrics as skm
 
 from avsent.training.metrics import (
+    SUMMARY_METRICS,
     classification_report,
     format_mean_std,
     per_speaker,
@@ -121,3 +122,62 @@ def test_a_class_predicted_but_absent_from_the_labels_counts_in_macro_averages()
     assert report["macro_f1"] == pytest.approx((1 + 2 / 3 + 0) / 3)
     assert report["macro_precision"] == pytest.approx((1 + 1 + 0) / 3)
     assert report["macro_f1"] == pytest.approx(skm.f1_score(y_true, y_pred, average="macro"))
+
+
+def test_labels_of_any_shape_or_whole_number_dtype_are_class_indices() -> None:
+    # a column of labels against a flat list, and float-typed whole numbers (a tensor's
+    # labels after .numpy()) score like the flat int lists
+    want = classification_report([0, 1, 1, 0], [0, 1, 0, 0], ("a", "b"))
+    assert classification_report([[0], [1], [1], [0]], [0, 1, 0, 0], ("a", "b")) == want
+    assert classification_report([0, 1, 1, 0], [[0], [1], [0], [0]], ("a", "b")) == want
+    floats = classification_report(np.array([0.0, 1, 1, 0]), np.array([0.0, 1, 0, 0]), ("a", "b"))
+    assert floats == want
+
+
+def test_out_of_range_error_names_labels_or_predictions() -> None:
+    with pytest.raises(ValueError, match=r"^labels must be class indices in \[0, 2\)"):
+        classification_report([0, 2], [0, 1], ("a", "b"))
+    with pytest.raises(ValueError, match=r"^predictions must be class indices in \[0, 2\)"):
+        classification_report([0, 1], [-1, 1], ("a", "b"))
+
+
+def test_a_class_seen_once_counts_in_macro_averages() -> None:
+    report = classification_report([0, 0, 1], [0, 0, 0], ("a", "b"))
+    assert report["macro_recall"] == pytest.approx(0.5)  # (1 + 0) / 2, not 1 / 1
+
+
+def test_no_clips_score_zero_everywhere() -> None:
+    report = classification_report([], [], ("a", "b"))
+    for metric in (*SUMMARY_METRICS, "macro_precision", "weighted_precision"):
+        assert report[metric] == 0.0, metric
+    assert report["support"] == 0 and report["confusion"] == [[0, 0], [0, 0]]
+
+
+def test_weighted_precision_matches_sklearn_and_counts_are_ints() -> None:
+    y_true, y_pred = [0, 0, 0, 1, 2, 2], [0, 1, 1, 1, 2, 0]
+    report = classification_report(y_true, y_pred, ("a", "b", "c"))
+    assert report["weighted_precision"] == pytest.approx(
+        skm.precision_score(y_true, y_pred, average="weighted", zero_division=0)
+    )
+    # counts stay integers in the JSON reports (1, not 1.0)
+    assert {type(n) for row in report["confusion"] for n in row} == {int}
+
+
+def test_per_speaker_scores_only_that_speakers_clips() -> None:
+    rows = per_speaker(["s1", "s2", "s2", "s2"], [0, 1, 1, 0], [0, 1, 0, 1], ("a", "b"))
+    assert rows["s1"] == {"support": 1, "accuracy": 1.0, "macro_recall": 1.0, "macro_f1": 1.0}
+    assert rows["s2"]["support"] == 3 and rows["s2"]["accuracy"] == pytest.approx(1 / 3)
+
+
+def test_pooling_or_summarising_nothing_is_an_error_and_one_fold_pools_to_itself() -> None:
+    with pytest.raises(ValueError, match="^no fold reports to pool$"):
+        pooled_report([])
+    with pytest.raises(ValueError, match="^no fold reports to summarise$"):
+        summarize_folds([])
+    report = classification_report([0, 1, 1], [0, 1, 0], ("a", "b"))
+    assert pooled_report([report]) == report
+
+
+def test_two_folds_have_a_sample_std() -> None:
+    reports = [{"accuracy": a, "macro_recall": a, "macro_f1": a} for a in (0.5, 0.7)]
+    assert summarize_folds(reports)["accuracy"]["std"] == pytest.approx(0.2 / np.sqrt(2))
