@@ -165,3 +165,98 @@ def test_csv_header_names_are_read_in_any_case_and_spacing(media: Path, sep: str
     clips, _, problems = read_manifest(manifest)
     assert problems == []
     assert clips == [Clip(media / "a.wav", "sad", "s1", "train")]
+
+
+def test_clip_problems_name_the_manifest_line_and_the_path(media: Path) -> None:
+    clips = [
+        Clip(media / "missing.wav", "sad"),
+        Clip(media, "bored", split="training"),
+        Clip(media / "a.wav", "sad"),
+    ]
+    where = ["m.csv:2", "m.csv:3", "m.csv:4"]
+    assert find_problems(clips, ("sad", "happy"), locations=where) == [
+        f"m.csv:2: {media / 'missing.wav'}: file not found",
+        f"m.csv:3: {media}: not a file",
+        f"m.csv:3: {media}: unknown label 'bored' (classes: sad, happy)",
+        f"m.csv:3: {media}: split 'training' is not one of train, val, test",
+        "class 'happy' has no clips",
+    ]
+    assert find_problems([], ("sad",)) == ["no clips found"]
+    with pytest.raises(ValueError):  # one location per clip, or the prefixes would shift
+        find_problems(clips, ("sad",), locations=where[:2])
+
+
+def test_a_bad_csv_header_says_what_it_needs_and_what_it_got(media: Path) -> None:
+    want = "header must name columns from path, label, speaker, split (path and label required)"
+    for header, got in (
+        ("file,emotion", "file, emotion"),
+        ("path,label,mood", "path, label, mood"),
+        ("path,speaker", "path, speaker"),
+        ("", "nothing"),
+    ):
+        manifest = media / "m.csv"
+        manifest.write_text(f"{header}\na.wav,sad\n")
+        assert read_manifest(manifest) == ([], [], [f"{manifest}:1: {want}, got {got}"])
+
+
+def test_the_first_line_alone_picks_comma_or_tab(media: Path) -> None:
+    # a stray tab in a comma header keeps commas; a comma in a later tab row keeps tabs
+    comma = media / "comma.csv"
+    comma.write_text("path,label,speaker\t\na.wav,sad,s1\n")
+    tab = media / "tab.tsv"
+    tab.write_text("path\tlabel\na.wav\tsad\nb, c.wav\thappy\n")
+    assert read_manifest(comma)[0] == [Clip(media / "a.wav", "sad", "s1")]
+    assert read_manifest(tab)[0] == [
+        Clip(media / "a.wav", "sad"),
+        Clip(media / "b, c.wav", "happy"),
+    ]
+
+
+def test_problems_are_listed_in_line_order_past_line_nine(media: Path) -> None:
+    manifest = media / "m.csv"
+    manifest.write_text("path,label,speaker\n" + "a.wav,sad,s1\n" * 7 + "x.wav\n,,s1\n")
+    _, _, problems = read_manifest(manifest)
+    assert problems == [
+        f"{manifest}:9: expected 3 fields, got 1",
+        f"{manifest}:10: missing path and label",
+    ]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".ndjson", ".json", ".JSONL"])
+def test_json_lines_manifests_by_suffix(media: Path, suffix: str) -> None:
+    manifest = media / f"clips{suffix}"
+    manifest.write_text('{"path": "a.wav", "label": "sad"}\n')
+    assert read_manifest(manifest)[0] == [Clip(media / "a.wav", "sad")]
+
+
+def test_jsonl_rows_after_a_blank_or_bad_line_are_still_read(media: Path) -> None:
+    manifest = media / "clips.jsonl"
+    manifest.write_text(
+        '{"path": "a.wav", "label": "sad"}\n\n'
+        '{"path": "b.wav", "label": "sad", "mood": 1, "take": 2}\n'
+        '{"path": "c.wav", "label": "sad"}\n'
+    )
+    clips, _, problems = read_manifest(manifest)
+    assert [c.path.name for c in clips] == ["a.wav", "c.wav"]
+    assert problems == [f"{manifest}:3: unknown keys mood, take"]
+
+
+def test_a_utf8_bom_from_a_spreadsheet_is_not_part_of_the_header(media: Path) -> None:
+    manifest = media / "clips.csv"
+    manifest.write_bytes("path,label\na.wav,sad\n".encode("utf-8-sig"))
+    assert read_manifest(manifest) == ([Clip(media / "a.wav", "sad")], [f"{manifest}:2"], [])
+
+
+def test_an_unreadable_or_missing_manifest_names_its_file(media: Path) -> None:
+    manifest = media / "clips.csv"
+    manifest.write_bytes(b"path,label\n\xff\xfe.wav,sad\n")
+    with pytest.raises(DatasetProblems) as info:
+        read_manifest(manifest)
+    assert info.value.source == str(manifest)
+    assert info.value.problems[0].startswith("cannot read manifest (")
+    with pytest.raises(DatasetProblems) as info:
+        read_manifest(media / "none.csv")
+    assert (info.value.source, info.value.problems) == (
+        str(media / "none.csv"),
+        ["manifest file not found"],
+    )
