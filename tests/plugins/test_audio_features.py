@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import librosa
 import numpy as np
 import pytest
@@ -155,3 +157,53 @@ def test_an_fmax_below_nyquist_narrows_the_mel_bands():
     centres = librosa.mel_frequencies(n_mels=130, fmin=0.0, fmax=SR / 2)[1:-1]
     assert centres[int(np.argmax(full))] == pytest.approx(6000.0, rel=0.1)
     assert full.max() - low.max() > 30.0  # dB: the tone is outside every band below 4 kHz
+
+
+def test_an_fmax_error_keeps_attrs_message_attribute_value_order():
+    with pytest.raises(ValueError) as info:
+        MelChromaConfig(sample_rate=16000, fmax=9000.0)
+    message, attribute, value = info.value.args
+    assert message == "must lie in (fmin=0.0, sample_rate/2=8000.0], got 9000.0"
+    assert (attribute.name, value) == ("fmax", 9000.0)
+
+
+@pytest.mark.parametrize("tuning", [0.0, None])
+def test_other_stft_sizes_fmin_amin_and_top_db_match_librosa(tuning):
+    sr, n_fft, hop = 16000, 512, 160  # hop is not librosa's default n_fft // 4
+    y = np.random.default_rng(2).standard_normal(sr).astype(np.float32) * 0.1
+    config = MelChromaConfig(
+        sample_rate=sr,
+        n_fft=n_fft,
+        hop_length=hop,
+        n_mels=40,
+        fmin=300.0,
+        amin=1e-4,
+        top_db=30.0,
+        tuning=tuning,
+    )
+    features = MelChroma(config)(y)
+    power = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop)) ** 2
+    mel = librosa.feature.melspectrogram(S=power, sr=sr, n_fft=n_fft, n_mels=40, fmin=300.0)
+    log_mel = librosa.power_to_db(mel, ref=1.0, amin=1e-4, top_db=30.0)
+    chroma = librosa.feature.chroma_stft(S=power, sr=sr, n_fft=n_fft, tuning=tuning)
+    assert features.shape == (52, 1 + sr // hop)
+    np.testing.assert_allclose(features[:40], log_mel, atol=1e-3)
+    np.testing.assert_allclose(features[40:], chroma, atol=1e-5)
+
+
+def test_no_top_db_keeps_more_than_80_db_of_range():
+    # a tone, then silence at the -100 dB floor: librosa's own default would clip at 80 dB
+    features = MelChroma()(np.concatenate([tone(), np.zeros(SR, np.float32)]))
+    assert features[:128].max() - features[:128].min() > 90.0
+
+
+def test_float64_samples_give_the_float32_features_bit_for_bit():
+    y = np.random.default_rng(3).standard_normal(SR // 2) * 0.1
+    frontend = MelChroma()
+    np.testing.assert_array_equal(frontend(y), frontend(y.astype(np.float32)))
+
+
+def test_a_clip_shorter_than_one_window_warns_nothing():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert MelChroma()(np.full(100, 0.1, np.float32)).shape == (140, 1)
