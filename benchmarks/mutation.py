@@ -194,7 +194,7 @@ def prepare(module: str, tests: tuple[str, ...], work: Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
     shutil.copytree(ROOT / "src", work / "src", ignore=ignore)
     shutil.copytree(ROOT / "tests", work / "tests", ignore=ignore)
-    shutil.copytree(ROOT / "docs", work / "docs")  # test_hooks checks docs/plugins.md
+    shutil.copytree(ROOT / "docs", work / "docs")  # test_hooks reads docs/plugins.md
     shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
     lines = [
         "[mutmut]",
@@ -206,6 +206,8 @@ def prepare(module: str, tests: tuple[str, ...], work: Path) -> None:
         "    -p",
         "    no:cacheprovider",
         "process_isolation = forkserver",
+        "also_copy =",
+        "    docs",
     ]
     (work / "setup.cfg").write_text("\n".join(lines) + "\n")
 
