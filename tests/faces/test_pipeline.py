@@ -7,7 +7,7 @@ import pytest
 
 from avsent.errors import NoFaceError
 from avsent.faces.geometry import GEOMETRY_DIM
-from avsent.faces.pipeline import FaceTrack, extract_faces
+from avsent.faces.pipeline import FaceTrack, _centre_box, _pick, _smooth, extract_faces
 from avsent.media.video import VideoFrames, read_frames
 from avsent.plugins.haar import HaarConfig, HaarDetector
 from avsent.run_config import FacesConfig
@@ -191,3 +191,103 @@ def test_centre_crop_has_zero_geometry():
         clip_of(blank(2)), ScriptedDetector([[]] * 2, 320), FixedLandmarks(), config, path="x"
     )
     assert track.geometry.shape == (2, GEOMETRY_DIM) and not track.geometry.any()
+
+
+# -- the helpers' exact arithmetic ------------------------------------------------------------
+
+
+def grow_about(cx: float, cy: float, sizes: list[tuple[float, float]]) -> np.ndarray:
+    """Boxes (x, y, w, h) of the given sizes, all centred on (cx, cy)."""
+    return np.array([(cx - w / 2, cy - h / 2, w, h) for w, h in sizes], dtype=float)
+
+
+@pytest.mark.parametrize(
+    ("window", "sizes", "want"),
+    [
+        # a 3-frame mean, the ends repeated: sizes average, the fixed centre stays
+        (3, [(10, 20), (20, 40), (30, 60)], [(40 / 3, 80 / 3), (20, 40), (80 / 3, 160 / 3)]),
+        (2, [(10, 20), (20, 40), (30, 60)], [(40 / 3, 80 / 3), (20, 40), (80 / 3, 160 / 3)]),
+        (3, [(10, 20), (40, 80)], [(20, 40), (30, 60)]),  # two frames are smoothed too
+        (5, [(10, 20), (20, 40), (30, 60)], [(16, 32), (20, 40), (24, 48)]),
+        (1, [(10, 20), (30, 60)], [(10, 20), (30, 60)]),
+    ],
+)
+def test_smoothing_averages_centre_and_size(window, sizes, want):
+    smooth = _smooth(grow_about(50.0, 40.0, sizes), window)
+    np.testing.assert_allclose(smooth, grow_about(50.0, 40.0, want))
+
+
+def test_smoothing_a_moving_box_moves_its_centre_by_the_mean():
+    boxes = np.array([(0, 0, 10, 20), (30, 6, 10, 20), (60, 12, 10, 20)], dtype=float)
+    smooth = _smooth(boxes, 3)
+    np.testing.assert_allclose(smooth[1], boxes[1])
+    np.testing.assert_allclose(
+        smooth[0], [10, 2, 10, 20]
+    )  # centre: mean of (5, 10), (5, 10), (35, 16)
+
+
+def test_the_largest_face_by_area_then_the_nearest_within_max_shift():
+    config = FacesConfig(max_shift=0.5)
+    tall, wide = (0.0, 0.0, 10.0, 40.0), (50.0, 50.0, 30.0, 30.0)
+    assert _pick(np.array([tall, wide]), None, config).tolist() == list(wide)  # 900 > 400
+    prev = np.array([100.0, 100.0, 40.0, 20.0])  # centre (120, 110), size 40: 20 px reach
+    at_reach = np.array([115.0, 115.0, 10.0, 30.0])  # centre (120, 130): 0.5 face sizes
+    assert _pick(at_reach, prev, config).tolist() == at_reach.tolist()
+    beyond = at_reach + np.array([0, 1, 0, 0])  # centre 21 px away
+    assert _pick(beyond, prev, config) is None
+    assert _pick(np.zeros((0, 4)), prev, config) is None
+
+
+def test_the_centre_box_with_its_margin_is_the_centre_square():
+    np.testing.assert_allclose(_centre_box(320, 240, 0.25), [80, 40, 160, 160])
+    np.testing.assert_allclose(_centre_box(240, 320, 0.0), [0, 40, 240, 240])
+
+
+def test_a_face_is_lost_only_after_lost_after_misses_in_a_row():
+    face, other = (100, 60, 60, 60), (10, 10, 90, 90)  # the other is larger and far away
+    script = [[face], [], [other, face], [], [], [other, face]]
+    found = extract_faces(
+        clip_of(blank(6)),
+        ScriptedDetector(script, 320),
+        None,
+        full_frame(lost_after=2),
+        path="x",
+    )
+    # one miss keeps following the face; two in a row re-choose the largest
+    assert found.boxes.tolist()[2] == list(face) and found.boxes.tolist()[5] == list(other)
+
+
+class RecordingLandmarks(FixedLandmarks):
+    def __init__(self) -> None:
+        self.images: list[np.ndarray] = []
+
+    def landmarks(self, image, boxes):
+        self.images.append(image)
+        return super().landmarks(image, boxes)
+
+
+def test_track_fields_have_their_types_and_landmarks_see_each_frame():
+    images = np.random.default_rng(0).integers(0, 255, (3, 240, 320, 3), dtype=np.uint8)
+    backend = RecordingLandmarks()
+    script = [[(50, 50, 80, 80)]] * 3
+    track = extract_faces(
+        clip_of(images), ScriptedDetector(script, 320), backend, full_frame(), path="x"
+    )
+    assert track.boxes.dtype == np.int64 and track.boxes.shape == (3, 4)
+    assert len(backend.images) == 3
+    assert all(np.array_equal(a, b) for a, b in zip(backend.images, images, strict=True))
+    plain = extract_faces(
+        clip_of(images), ScriptedDetector(script, 320), None, full_frame(), path="x"
+    )
+    assert plain.geometry is None
+
+
+def test_a_centre_crop_track_has_4_column_int_boxes_and_float32_or_no_geometry():
+    config = full_frame(no_face="center")
+    none = extract_faces(clip_of(blank(2)), ScriptedDetector([[]] * 2, 320), None, config, path="x")
+    assert none.geometry is None
+    assert none.boxes.tolist() == [[80, 40, 160, 160]] * 2 and none.boxes.dtype == np.int64
+    zero = extract_faces(
+        clip_of(blank(2)), ScriptedDetector([[]] * 2, 320), FixedLandmarks(), config, path="x"
+    )
+    assert zero.geometry.dtype == np.float32
