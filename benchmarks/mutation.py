@@ -163,6 +163,39 @@ EQUIVALENT: dict[str, str] = {
             "matches the same warning",
         }.items()
     },
+    **{
+        f"avsent.faces.pipeline.x_{name}": why
+        for name, why in {
+            "_smooth__mutmut_1": "a 1-frame window (half 0) averages each box with itself",
+            "_smooth__mutmut_2": "as _smooth__mutmut_1",
+            "_crop__mutmut_52": "a 1-px border where none is needed moves the frame and the "
+            "corner together: the same square",
+            "_crop__mutmut_65": "cv2 reads a border type of None as 0, BORDER_CONSTANT",
+            "_crop__mutmut_66": "copyMakeBorder's constant value defaults to 0 (black)",
+            "_crop__mutmut_73": "as _crop__mutmut_66",
+            "_crop__mutmut_82": "side == crop_size resizes to the same size, a plain copy under "
+            "either interpolation",
+            "_detect_near__mutmut_77": "a scale of exactly 1 resizes to the same size: a copy",
+            "_detect_near__mutmut_78": "as _detect_near__mutmut_77 (the scale is at most 1)",
+            "_pick__mutmut_7": "every caller passes float boxes (divided by a scale)",
+            "_pick__mutmut_9": "as _pick__mutmut_7",
+            "_pick__mutmut_11": "numpy (2.4) reads any negative size in reshape as 'infer'",
+            "_find_main_face__mutmut_14": "misses only count while a face is tracked and a find "
+            "resets them: the start value is never compared",
+            "_find_main_face__mutmut_18": "track_roi = 0 makes a 0-px ROI, which _detect_near "
+            "skips (< 8 px): the whole-frame search runs as before",
+            "_search__mutmut_2": "resizing at scale 1 returns the same pixels (a slower copy)",
+            "_search__mutmut_5": "as _search__mutmut_2",
+            "_search_copies__mutmut_3": "coarse_width is 0 or at least 32 (validated): "
+            "0 < and 1 < agree",
+            "extract_faces__mutmut_11": "a list of Python bools is a bool array anyway",
+            "extract_faces__mutmut_13": "as extract_faces__mutmut_11",
+            **dict.fromkeys(
+                (f"extract_faces__mutmut_{n}" for n in (52, 55, 56, 83, 86, 87)),
+                "one box per image: the zip's lengths always agree",
+            ),
+        }.items()
+    },
 }
 
 #: statuses that count as caught, and as not caught, in the score
