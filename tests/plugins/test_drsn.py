@@ -257,3 +257,61 @@ def test_learns_on_real_features(shared_data, name):
 
 def test_resnet_config_has_no_shrinkage_field():
     assert not hasattr(ResNetConfig(), "shrinkage")
+
+
+# -- the config's structure reaches the network -----------------------------------------------
+
+
+def test_attention_pooling_has_its_own_weights_and_mean_pooling_none():
+    def attention_params(model: DRSN) -> list[str]:
+        return [n for n, _ in model.named_parameters() if n.startswith("freq_attention")]
+
+    assert attention_params(small(freq_pooling="attention")) == [
+        "freq_attention.weight",
+        "freq_attention.bias",
+    ]
+    assert attention_params(small()) == attention_params(small(freq_pooling="flatten")) == []
+
+
+@pytest.mark.parametrize(("shrinkage", "outputs"), [("channel-shared", 1), ("channel-wise", 8)])
+def test_shrinkage_mode_sets_one_or_per_channel_thresholds(shrinkage, outputs):
+    model = small(shrinkage=shrinkage)
+    last = model.units[-1].shrink
+    assert last.shared == (outputs == 1) and last.fc2.out_features == outputs
+    x = torch.randn(2, 8, 3, 5)
+    tau = last.eval().thresholds(x, torch.ones(2, 5, dtype=torch.bool))
+    assert (tau.std(dim=1) == 0).all() == (outputs == 1)
+
+
+def test_only_each_stages_first_unit_downsamples_and_the_stem_has_no_bias():
+    model = small(units_per_stage=2, freq_stride=2, time_stride=3)
+    assert [u.stride for u in model.units] == [(2, 3), (1, 1)] * 3
+    assert model.stem.bias is None
+    assert all(u.conv1.bias is None and u.conv2.bias is None for u in model.units)
+
+
+def test_plain_resnet_and_a_config_without_shrinkage_are_off():
+    from avsent.plugins.drsn import plain_resnet
+
+    config = ResNetConfig(**SMALL)
+    assert plain_resnet(config, in_features=20).shrinkage == "off"
+    assert DRSN(config, in_features=20).shrinkage == "off"
+    assert plain_resnet(config, in_features=20).in_features == 20
+    # the ablation stays plain even when handed a DRSN config
+    assert plain_resnet(DRSNConfig(**SMALL), in_features=20).shrinkage == "off"
+
+
+@pytest.mark.parametrize("widths", [[], [4, 0], [1, 1]])
+def test_widths_need_a_stage_and_positive_sizes(widths):
+    if widths == [1, 1]:  # 1 is a positive width
+        assert from_dict(DRSNConfig, {"widths": widths, "stem_channels": 1}).widths == (1, 1)
+        return
+    with pytest.raises(
+        ConfigError, match=r"widths: needs at least one stage and positive widths, got"
+    ):
+        from_dict(DRSNConfig, {"widths": widths})
+
+
+def test_a_shrinking_width_error_says_why():
+    with pytest.raises(ConfigError, match="the identity path only adds channels$"):
+        from_dict(DRSNConfig, {"widths": [16, 8]})
