@@ -16,11 +16,15 @@ head               (in_dim, num_classes) → nn.Module                [B,D] → 
 dataset            () → :class:`DatasetSource`                      ``.clips()`` → list[Clip]
 face_detector      () → :class:`FaceDetector`                       RGB [H,W,3] → boxes [N,4]
 landmark_backend   () → :class:`LandmarkBackend`                    RGB + boxes → points [N,68,2]
+face_embedding     (in_channels) → :class:`FaceEmbedding`           uint8 crops [T,S,S,C] → [T, D]
 recipe             a :class:`avsent.recipe.Recipe` (data, not a factory)
 command            a click command
 =================  ===============================================  ===============================
 
-``audio_dim``/``video_dim`` are ``None`` for a modality the recipe leaves out. A head may
+A face embedding (``faces.embedding``) runs once per clip in preprocessing; its vectors are
+cached as the video, [T, 1, 1, D] float32, so the video encoder receives ``in_channels`` = D
+and ``size`` = 1 (e.g. ``timm-frames-cached``). ``audio_dim``/``video_dim`` are ``None`` for
+a modality the recipe leaves out. A head may
 define ``extra_loss(features [B,D], targets [B]) -> Tensor`` (e.g. metric learning); the
 trainer adds it to the cross-entropy.
 """
@@ -119,6 +123,20 @@ class AudioFrontEnd(Protocol):
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         """Mono float32 samples at ``sample_rate`` → float32 [spec.rows, T]."""
+        ...
+
+
+@runtime_checkable
+class FaceEmbedding(Protocol):
+    """Face crops → one vector per frame, from a frozen network. The factory also has
+    ``describe(config) -> int`` (the width ``dim``, without loading weights) and, when the
+    vectors depend on files the config only names, ``identity(config) -> str`` for the
+    cache key."""
+
+    dim: int
+
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        """uint8 crops [T, S, S, C] → float32 [T, dim]."""
         ...
 
 

@@ -103,6 +103,15 @@ def register_landmark_backends(register: Register) -> None:
 
 
 @hookspec
+def register_face_embeddings(register: Register) -> None:
+    """Register face embeddings: a frozen network's vector per face crop, computed once in
+    preprocessing and cached (``faces.embedding``): crops [T, S, S, C] → [T, D].
+
+    :param register: ``register.face_embedding(name, factory, config=ConfigClass, description="")``
+    """
+
+
+@hookspec
 def register_commands(register: Register) -> None:
     """Register extra CLI commands.
 

@@ -36,6 +36,8 @@ class InputSpec:
     video_frames: int
     video_size: int
     geometry_dim: int = 0
+    #: the video is cached face embeddings (channels = their width, size 1), not pixels
+    video_embedded: bool = False
 
 
 @attrs.define
@@ -161,7 +163,8 @@ class AVModel(nn.Module):
         return self.audio_intra(self.audio_encoder(x, batch.audio_mask))
 
     def encode_video(self, batch: Batch) -> Tokens:
-        tokens = self.video_encoder(standardise_video(batch.video), batch.video_mask)
+        video = batch.video if self.inputs.video_embedded else standardise_video(batch.video)
+        tokens = self.video_encoder(video, batch.video_mask)
         if self.geometry_proj is not None and batch.geometry is not None:
             geometry = standardise(batch.geometry, self.geometry_mean, self.geometry_std, axis=2)
             g = self.geometry_proj(geometry).transpose(1, 2)  # [B, D, T]
@@ -312,15 +315,32 @@ def audio_feature_spec(config: Any) -> FeatureSpec:
     return describe(choice.config)
 
 
+def face_embedding_width(config: Any) -> int:
+    """The width of the configured face embedding's vectors, asked of its factory."""
+    choice = config.faces.embedding
+    component = get_registry().get("face_embedding", choice.name)
+    describe = getattr(component.obj, "describe", None)
+    if describe is None:
+        raise ConfigError(
+            "faces.embedding.name",
+            f"face embedding {choice.name!r} (plugin {component.plugin!r}) has no "
+            "describe(config) giving its width; see avsent.contracts.FaceEmbedding",
+        )
+    return int(describe(choice.config))
+
+
 def inputs_for(config: Any) -> InputSpec:
-    """The input sizes a run config's front-ends produce."""
+    """The input sizes a run config's front-ends produce (with a face embedding, the video
+    is one 1×1 map per frame whose channels are the embedding)."""
     from avsent.faces.geometry import GEOMETRY_DIM
 
     faces = config.faces
+    embedded = faces.embedding.name != NONE
     return InputSpec(
         audio_features=audio_feature_spec(config).rows,
-        video_channels=1 if faces.grayscale else 3,
+        video_channels=face_embedding_width(config) if embedded else 1 if faces.grayscale else 3,
         video_frames=faces.num_frames,
-        video_size=faces.crop_size,
+        video_size=1 if embedded else faces.crop_size,
         geometry_dim=0 if faces.landmarks.name == NONE else GEOMETRY_DIM,
+        video_embedded=embedded,
     )

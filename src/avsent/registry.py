@@ -39,6 +39,7 @@ KIND_HOOKS: dict[str, str] = {
     "dataset": "register_datasets",
     "face_detector": "register_face_detectors",
     "landmark_backend": "register_landmark_backends",
+    "face_embedding": "register_face_embeddings",
     "command": "register_commands",
 }
 KINDS: tuple[str, ...] = tuple(KIND_HOOKS)
@@ -246,6 +247,7 @@ class Register:
     dataset = _factory_kind("dataset", "A source of labelled clips (a DatasetSource).")
     face_detector = _factory_kind("face_detector", "RGB image → face boxes (x, y, w, h).")
     landmark_backend = _factory_kind("landmark_backend", "RGB image + boxes → 68 points.")
+    face_embedding = _factory_kind("face_embedding", "Face crops [T, S, S, C] → [T, D].")
 
     def recipe(self, name: str, recipe: Any, description: str = "") -> None:
         """A model recipe: an :class:`avsent.recipe.Recipe` (data, not a factory)."""

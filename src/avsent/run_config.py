@@ -60,6 +60,9 @@ class FacesConfig:
     no_face: Literal["error", "skip", "center"] = "skip"
     detector: Choice = choice_field("face_detector", "haar")
     landmarks: Choice = choice_field("landmark_backend", "none")
+    #: a frozen network run once per crop in preprocessing, its vectors cached in place of
+    #: the crops (pair with video "timm-frames-cached"); "none" = the crops themselves
+    embedding: Choice = choice_field("face_embedding", "none")
 
 
 @attrs.define

@@ -35,6 +35,7 @@ from avsent.contracts import (
     Clip,
     DatasetSource,
     FaceDetector,
+    FaceEmbedding,
     LandmarkBackend,
     Tokens,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "check_component",
     "check_dataset",
     "check_face_detector",
+    "check_face_embedding",
     "check_fusion",
     "check_head",
     "check_intra_modal",
@@ -500,6 +502,39 @@ def check_landmark_backend(component: Component | str, config: Any = None) -> No
             raise _fail(comp, f"landmarks must be finite float32 {list(want)}", f"got {got!r}")
 
 
+def check_face_embedding(
+    component: Component | str, config: Any = None, *, in_channels: int = 3, size: int = 32
+) -> None:
+    """uint8 crops [T, S, S, C] → finite float32 [T, dim], ``dim`` as ``describe(config)``
+    says, each frame's vector its own (the same crop alone or among others)."""
+    comp = _resolve(component, "face_embedding")
+    cfg = _config(comp, config)
+    embedding = _build(comp, cfg, in_channels=in_channels)
+    if not isinstance(embedding, FaceEmbedding):
+        raise _fail(comp, "must have dim and __call__(crops) (avsent.contracts.FaceEmbedding)")
+    rng = np.random.default_rng(2)
+    crops = rng.integers(0, 256, (3, size, size, in_channels), dtype=np.uint8)
+    vectors = embedding(crops)
+    want = (3, embedding.dim)
+    if (
+        not isinstance(vectors, np.ndarray)
+        or vectors.dtype != np.float32
+        or vectors.shape != want
+        or not np.isfinite(vectors).all()
+    ):
+        got = (vectors.dtype, vectors.shape) if isinstance(vectors, np.ndarray) else vectors
+        raise _fail(comp, f"must return finite float32 {list(want)}", f"got {got!r}")
+    alone = embedding(crops[1:2])
+    if not np.allclose(alone[0], vectors[1], atol=1e-4):
+        raise _fail(comp, "a crop's vector must not depend on the other frames")
+    if hasattr(comp.obj, "describe") and comp.obj.describe(cfg) != embedding.dim:
+        raise _fail(
+            comp,
+            "describe(config) must give the built embedding's dim",
+            f"describe: {comp.obj.describe(cfg)}; built: {embedding.dim}",
+        )
+
+
 def check_dataset(component: Component | str, config: Any = None) -> None:
     """``clips()`` → list of Clip, every label one of ``class_names`` (distinct str)."""
     comp = _resolve(component, "dataset")
@@ -529,6 +564,7 @@ _CHECKS: dict[str, Callable[..., None]] = {
     "dataset": check_dataset,
     "face_detector": check_face_detector,
     "landmark_backend": check_landmark_backend,
+    "face_embedding": check_face_embedding,
 }
 #: the kinds a check exists for (recipes and commands have no runtime contract)
 CHECKED_KINDS: tuple[str, ...] = tuple(_CHECKS)

@@ -186,6 +186,8 @@ def test_an_entry_without_checksum_is_refused(tmp_path: Path) -> None:
         (ClipFeatures(audio=np.ones((3, 4), np.float64)), "audio is float64"),
         (ClipFeatures(video=np.zeros((4, 8, 6, 3), np.uint8)), "video crops are (4, 8, 6, 3)"),
         (ClipFeatures(video=np.zeros((4, 8, 8, 2), np.uint8)), "expected [T, S, S, 1 or 3]"),
+        (ClipFeatures(video=np.zeros((4, 8, 8, 3), np.float32)), "video embeddings are"),
+        (ClipFeatures(video=np.zeros((4, 1, 1, 8), np.float64)), "expected 4-D uint8 or float32"),
         (
             ClipFeatures(
                 video=np.zeros((4, 8, 8, 3), np.uint8), geometry=np.zeros((3, 5), np.float32)

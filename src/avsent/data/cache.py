@@ -46,8 +46,13 @@ STALE_TEMPORARY_S = 3600.0
 CLAIM_SUFFIX = ".claim"
 #: a claim whose holder cannot be asked (it is on another machine) is taken over after this
 CLAIM_STALE_S = STALE_TEMPORARY_S
-#: array name → (dtype, number of dimensions) an entry must have
-_ARRAYS = {"audio": (np.float32, 2), "video": (np.uint8, 4), "geometry": (np.float32, 2)}
+#: array name → (dtypes, number of dimensions) an entry must have; video is uint8 face crops
+#: or float32 face embeddings (``faces.embedding``)
+_ARRAYS = {
+    "audio": ((np.float32,), 2),
+    "video": ((np.uint8, np.float32), 4),
+    "geometry": ((np.float32,), 2),
+}
 #: what :meth:`FeatureCache.problem` answers for an entry that is not there
 MISSING = "missing"
 #: the folder of the feature cache when ``data.cache_dir`` is not set
@@ -386,11 +391,18 @@ def _check_shapes(arrays: dict[str, np.ndarray], spec: EntrySpec | None) -> None
     """Raise DamagedEntry unless the arrays have the layout :class:`ClipFeatures` documents
     and, given a ``spec``, the sizes the front-ends produce."""
     for name, value in arrays.items():
-        dtype, ndim = _ARRAYS[name]
-        if value.dtype != dtype or value.ndim != ndim:
-            raise DamagedEntry(f"{name} is {value.dtype} {value.shape}, expected {ndim}-D {dtype}")
+        dtypes, ndim = _ARRAYS[name]
+        if value.dtype not in dtypes or value.ndim != ndim:
+            kinds = " or ".join(np.dtype(d).name for d in dtypes)
+            raise DamagedEntry(f"{name} is {value.dtype} {value.shape}, expected {ndim}-D {kinds}")
     video, geometry = arrays.get("video"), arrays.get("geometry")
-    if video is not None and (video.shape[1] != video.shape[2] or video.shape[3] not in (1, 3)):
+    if video is not None and video.dtype == np.float32 and video.shape[1:3] != (1, 1):
+        raise DamagedEntry(f"video embeddings are {video.shape}, expected [T, 1, 1, D]")
+    if (
+        video is not None
+        and video.dtype == np.uint8
+        and (video.shape[1] != video.shape[2] or video.shape[3] not in (1, 3))
+    ):
         raise DamagedEntry(f"video crops are {video.shape}, expected [T, S, S, 1 or 3]")
     if geometry is not None and (video is None or len(geometry) != len(video)):
         frames = "no video" if video is None else f"{len(video)} video frames"

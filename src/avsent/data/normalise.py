@@ -22,7 +22,9 @@ refused (:func:`item_modes`, asked by ``avsent.training.augment.check_augment``)
 
 Video crops are uint8 in the cache; batches carry them in [0, 1] (:func:`video_to_unit`,
 what augmentation expects) and the model standardises them with fixed constants
-(:func:`standardise_video`). Landmark geometry is standardised globally like audio.
+(:func:`standardise_video`); a face embedding (``faces.embedding``) standardises the crops
+the same way before its network, and its cached vectors reach the encoder as they are.
+Landmark geometry is standardised globally like audio.
 """
 
 from __future__ import annotations
@@ -99,8 +101,10 @@ def standardise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, axis: in
 
 
 def video_to_unit(video: torch.Tensor) -> torch.Tensor:
-    """uint8 crops [B, T, S, S, C] → float [B, C, T, S, S] in [0, 1] (the batch layout)."""
-    return video.permute(0, 4, 1, 2, 3).contiguous().float().div_(VIDEO_SCALE)
+    """uint8 crops [B, T, S, S, C] → float [B, C, T, S, S] in [0, 1] (the batch layout);
+    float face embeddings [B, T, 1, 1, D] are only moved into that layout."""
+    unit = video.permute(0, 4, 1, 2, 3).contiguous().float()
+    return unit.div_(VIDEO_SCALE) if video.dtype == torch.uint8 else unit
 
 
 def standardise_video(video: torch.Tensor) -> torch.Tensor:
