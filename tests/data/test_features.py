@@ -12,7 +12,7 @@ import soundfile
 from avsent.config import Choice
 from avsent.data.features import FeatureExtractor, frontend_fingerprint
 from avsent.errors import MediaError
-from avsent.run_config import FacesConfig, RunConfig, TrainConfig
+from avsent.run_config import FacesConfig, RunConfig, TrainConfig, default_run_config
 
 
 def _audio_only(**changes) -> RunConfig:
@@ -58,6 +58,13 @@ def _tone(path: Path, seconds: float = 1.0, sample_rate: int = 16000) -> Path:
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     soundfile.write(path, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), sample_rate)
     return path
+
+
+def test_without_a_face_embedding_the_keys_are_those_caches_already_hold() -> None:
+    """faces.embedding = "none" (the default) leaves the key as it was before the field
+    existed, so adding it recomputed no one's cache; change these only with FEATURE_FORMAT."""
+    keys = [frontend_fingerprint(default_run_config(r)) for r in ("mavsa-di", "i3dd-visual")]
+    assert keys == ["98b58366ad0e5d17", "d3551ba980cd6cba"]
 
 
 def test_audio_only_recipe_reads_only_audio(tmp_path: Path) -> None:

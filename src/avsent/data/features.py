@@ -63,6 +63,8 @@ def frontend_fingerprint(config: Any) -> str:
             relevant["audio_frontend_identity"] = identity
     if uses_video(config):
         relevant["faces"] = to_dict(config.faces)
+        if config.faces.embedding.name == NONE:  # the key crops had before embeddings existed
+            del relevant["faces"]["embedding"]
         identity = _frontend_identity("face_embedding", config.faces.embedding)
         if identity is not None:
             relevant["face_embedding_identity"] = identity
