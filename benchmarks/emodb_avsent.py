@@ -1,15 +1,18 @@
-"""avsent's side of the EmoDB benchmark: the small-corpus audio recipe, leave-one-speaker-out.
+"""avsent's side of the speech benchmarks: the small-corpus audio recipe on EmoDB or RAVDESS.
 
 It runs what a user runs, ``avsent train drsn-audio-small-corpus --data emodb:DIR --set
 data.split.method=loso --folds all --seeds …`` (``avsent.training.trainer.train_seeds``):
 fold k tests speaker k in sorted order, the very folds of
 :func:`emodb_peer.loso_folds_emodb` (checked against the test speakers each fold
-reports). The test speaker is never trained on; its features are standardised with its
+reports). On RAVDESS (``--corpus ravdess``) it is ``--data ravdess:DIR --set
+data.split.method=speaker-kfold --set data.split.folds=4``, the 4 groups of 4 actors of
+:func:`emodb_peer.ravdess_corpus`, with the recipe unchanged from EmoDB. The test speaker is never trained on; its features are standardised with its
 own statistics (no labels), as the peer's are. Every figure is the run's own summary:
 pooled over folds (the summed confusion matrix, as the peer scores all predictions
 together), then mean ± sample std over seeds.
 
     .venv/bin/python benchmarks/emodb_avsent.py --seeds 0,1,2     # prints the figures
+    .venv/bin/python benchmarks/emodb_avsent.py --corpus ravdess --seeds 0
 """
 
 from __future__ import annotations
@@ -27,24 +30,33 @@ OUTPUT = HERE / "output" / "emodb-avsent"
 #: the small-corpus settings are the recipe's (src/avsent/plugins/recipes.py), not constants
 #: here; they were chosen on EmoDB's own speakers (docs/training.md)
 RECIPE = "drsn-audio-small-corpus"
-#: the protocol, not a setting: one fold per speaker
-PROTOCOL: dict[str, Any] = {"data.split.method": "loso"}
+#: the protocol of each corpus, not a setting: EmoDB one fold per speaker, RAVDESS 4 folds
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "emodb": {"data.split.method": "loso"},
+    "ravdess": {"data.split.method": "speaker-kfold", "data.split.folds": 4},
+}
 METRICS = ("accuracy", "macro_recall", "macro_f1")
 
 
-def run_seeds(emodb_dir: Path, seeds: Sequence[int], out_dir: Path, overrides: dict[str, Any]):
-    """The recipe's LOSO run for each seed (finished folds of the same settings are kept:
-    re-running resumes) → :class:`avsent.training.trainer.SeedsResult`."""
+def run_seeds(
+    root: Path,
+    seeds: Sequence[int],
+    out_dir: Path,
+    overrides: dict[str, Any],
+    corpus: str = "emodb",
+):
+    """The recipe's run of ``corpus``'s protocol for each seed (finished folds of the same
+    settings are kept: re-running resumes) → :class:`avsent.training.trainer.SeedsResult`."""
     from avsent.run_config import config_digest, default_run_config
     from avsent.training.trainer import train_seeds
 
     config = default_run_config(
         RECIPE,
         {
-            "data.dataset.name": "emodb",
-            "data.dataset.root": str(Path(emodb_dir).resolve()),
+            "data.dataset.name": corpus,
+            "data.dataset.root": str(Path(root).resolve()),
             "data.cache_dir": str(out_dir / "cache"),
-            **PROTOCOL,
+            **PROTOCOLS[corpus],
             **overrides,
         },
     )
@@ -53,19 +65,21 @@ def run_seeds(emodb_dir: Path, seeds: Sequence[int], out_dir: Path, overrides: d
 
 
 def avsent_results(
-    emodb_dir: Path,
+    root: Path,
     folds: Sequence[Any],
     seeds: Sequence[int],
     *,
     out_dir: Path = OUTPUT,
     overrides: dict[str, Any] | None = None,
+    corpus: str = "emodb",
 ) -> dict:
-    """The figures in :func:`emodb_peer.summarise_seeds`' shape, on the peer's ``folds``."""
+    """The figures in :func:`emodb_peer.summarise_seeds`' shape, on the peer's ``folds``
+    (a RAVDESS fold's ``speaker`` names its actors joined by ``+``)."""
     start = time.perf_counter()
-    result = run_seeds(Path(emodb_dir), seeds, out_dir, overrides or {})
-    peer_speakers = [[f.speaker] for f in folds]
+    result = run_seeds(Path(root), seeds, out_dir, overrides or {}, corpus)
+    peer_speakers = [sorted(f.speaker.split("+")) for f in folds]
     for run in result.runs:
-        tested = [row["test_speakers"] for row in run.summary["per_fold"]]
+        tested = [sorted(row["test_speakers"]) for row in run.summary["per_fold"]]
         if tested != peer_speakers:
             raise RuntimeError(
                 f"{run.run_dir}: avsent folds tested {tested}, the peer's {peer_speakers}"
@@ -84,7 +98,7 @@ def avsent_results(
         "per_fold": {
             spk: {m: row[m] for m in METRICS} for spk, row in summary["per_speaker"].items()
         },
-        "settings": {"recipe": RECIPE, **PROTOCOL, **(overrides or {})},
+        "settings": {"recipe": RECIPE, **PROTOCOLS[corpus], **(overrides or {})},
         "train_minutes_per_seed": train_minutes,  #: summed epoch times, even of reused runs
         "seconds": time.perf_counter() - start,
         **{f"fold_mean_{m}": summary["fold_mean"][m] for m in METRICS},
@@ -97,17 +111,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     import emodb_peer
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--emodb", type=Path, default=emodb_peer.DEFAULT_EMODB)
+    parser.add_argument("--corpus", choices=tuple(PROTOCOLS), default="emodb")
+    parser.add_argument("--root", type=Path, help="the corpus folder (default: ../shared/…)")
     parser.add_argument("--seeds", default="0")
-    parser.add_argument("--out", type=Path, default=OUTPUT)
+    parser.add_argument("--out", type=Path, help="runs and cache (default: output/CORPUS-avsent)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     args = parser.parse_args(argv)
     from avsent.config import parse_override
 
-    folds = emodb_peer.loso_folds_emodb(emodb_peer.emodb_files(args.emodb))
+    if args.corpus == "ravdess":
+        root = args.root or emodb_peer.DEFAULT_RAVDESS
+        folds = emodb_peer.ravdess_corpus(root).folds
+    else:
+        root = args.root or emodb_peer.DEFAULT_EMODB
+        folds = emodb_peer.loso_folds_emodb(emodb_peer.emodb_files(root))
     seeds = [int(s) for s in args.seeds.split(",")]
     overrides = dict(parse_override(s) for s in args.set)
-    result = avsent_results(args.emodb, folds, seeds, out_dir=args.out, overrides=overrides)
+    out_dir = args.out or HERE / "output" / f"{args.corpus}-avsent"
+    result = avsent_results(
+        root, folds, seeds, out_dir=out_dir, overrides=overrides, corpus=args.corpus
+    )
     print(json.dumps({k: result[k] for k in ("pooled", "pooled_std", "per_seed")}, indent=2))
     return 0
 

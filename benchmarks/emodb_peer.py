@@ -25,7 +25,8 @@ folds, and the mean ± std of each over the folds. Extracted features are cached
 RAVDESS (``--corpus ravdess``): the speech files as avsent's ``ravdess`` dataset reads
 them (7 classes, calm left out), 4 folds of 4 actors — the very groups of avsent's
 ``speaker-kfold`` with ``data.split.folds=4`` and seed 0
-(:func:`avsent.data.splits.speaker_folds`); the tuned peer's inner search is
+(:func:`avsent.data.splits.make_split`, byte-identical copies grouped as ``avsent train``
+groups them); the tuned peer's inner search is
 leave-one-actor-out over the 12 training actors.
 """
 
@@ -119,24 +120,26 @@ def emodb_corpus(emodb_dir: Path) -> Corpus:
 
 
 def ravdess_corpus(root: Path, k: int = RAVDESS_FOLDS, seed: int = 0) -> Corpus:
-    """RAVDESS as avsent's dataset plugin reads it, in avsent's speaker-kfold groups."""
+    """RAVDESS as avsent's dataset plugin reads it, in the speaker-kfold folds ``avsent
+    train`` makes of it: its own split, with byte-identical copies grouped as the CLI groups
+    them (a copy is not counted when the speakers are balanced over the folds)."""
     from avsent.config import from_dict
-    from avsent.data.splits import speaker_folds
+    from avsent.data.splits import duplicate_groups, make_split
     from avsent.registry import get_registry
+    from avsent.run_config import SplitConfig
 
     component = get_registry().get("dataset", "ravdess")
     source = component.build(from_dict(component.config, {"root": str(root)}))
     clips = sorted(source.clips(), key=lambda c: c.path)
     names = tuple(source.class_names)
     speakers = [c.speaker for c in clips]
-    folds = [
-        Fold(
-            speaker="+".join(group),
-            train=tuple(i for i, s in enumerate(speakers) if s not in group),
-            test=tuple(i for i, s in enumerate(speakers) if s in group),
-        )
-        for group in speaker_folds(clips, k, seed)
-    ]
+    groups = duplicate_groups([hashlib.sha256(c.path.read_bytes()).hexdigest() for c in clips])
+    folds = []
+    for fold in range(k):
+        config = SplitConfig(method="speaker-kfold", folds=k, fold=fold, val_fraction=0.0)
+        split = make_split(clips, config, seed, groups=groups)
+        tested = sorted({speakers[i] for i in split.test})
+        folds.append(Fold("+".join(tested), tuple(split.train), tuple(split.test)))
     labels = np.array([names.index(c.label) for c in clips])
     return Corpus([c.path for c in clips], labels, speakers, names, folds)
 
