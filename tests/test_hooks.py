@@ -19,10 +19,10 @@ from click.testing import CliRunner
 from torch import nn
 
 import avsent.hookspecs as specs
-from avsent.config import from_dict
+from avsent.config import Choice, from_dict
 from avsent.contracts import Band, Clip, FeatureSpec, Tokens
 from avsent.hookspecs import hookimpl
-from avsent.model import inputs_for
+from avsent.model import face_embedding_width, inputs_for
 from avsent.recipe import Recipe
 from avsent.registry import get_registry
 from avsent.run_config import DataConfig, default_run_config
@@ -259,6 +259,35 @@ def test_hook_register_landmark_backends(plugin):
         .landmarks(np.zeros((8, 8, 3), np.uint8), np.array([[0, 0, 4, 4]]))
     )
     assert points.shape == (1, 68, 2)
+
+
+def test_hook_register_face_embeddings(plugin):
+    class ChannelMeans:
+        """A face embedding: each crop's mean per channel (the width asked of describe)."""
+
+        @staticmethod
+        def describe(config: None) -> int:
+            return 3
+
+        def __init__(self, *, in_channels: int) -> None:
+            self.dim = in_channels
+
+        def __call__(self, crops: np.ndarray) -> np.ndarray:
+            return crops.mean(axis=(1, 2)).astype(np.float32)
+
+    class P:
+        @hookimpl
+        def register_face_embeddings(self, register):
+            register.face_embedding("channel-means", ChannelMeans)
+
+    registry = plugin(P(), "t-embedding")
+    embedding = registry.get("face_embedding", "channel-means").build(in_channels=3)
+    crops = np.zeros((2, 4, 4, 3), np.uint8)
+    crops[1, ..., 2] = 8
+    assert embedding(crops).tolist() == [[0, 0, 0], [0, 0, 8]]
+    config = default_run_config()
+    config.faces.embedding = Choice("channel-means")
+    assert face_embedding_width(config) == 3
 
 
 def test_hook_register_commands(plugin):
