@@ -159,6 +159,8 @@ EQUIVALENT: dict[str, str] = {
             "_chroma_filters__mutmut_9": "librosa.filters.chroma's default n_chroma is 12",
             "power_spectrogram__mutmut_6": "librosa.stft's only warning is the n_fft one, so "
             "ignoring every UserWarning there ignores the same",
+            "power_spectrogram__mutmut_11": "warnings.filterwarnings matches the message "
+            "case-insensitively (re.I)",
             "power_spectrogram__mutmut_7": "the n_fft warning is a UserWarning: any category "
             "matches the same warning",
         }.items()
