@@ -172,6 +172,10 @@ EQUIVALENT: dict[str, str] = {
             "_smooth__mutmut_2": "as _smooth__mutmut_1",
             "_crop__mutmut_52": "a 1-px border where none is needed moves the frame and the "
             "corner together: the same square",
+            "_crop__mutmut_55": "a border wider than needed moves the frame and the corner "
+            "together: the same square",
+            "_crop__mutmut_57": "as _crop__mutmut_55",
+            "_smooth__mutmut_29": "the extra column padded after the four is never read",
             "_crop__mutmut_65": "cv2 reads a border type of None as 0, BORDER_CONSTANT",
             "_crop__mutmut_66": "copyMakeBorder's constant value defaults to 0 (black)",
             "_crop__mutmut_73": "as _crop__mutmut_66",
