@@ -94,6 +94,26 @@ def test_describe_prints_parameter_counts():
     assert rows[0]["parameters"] == sum(rows[0]["parts"].values())
 
 
+def test_describe_lists_every_recipe_when_one_lacks_its_pretrained_weights(monkeypatch, capsys):
+    import pytest
+
+    import avsent.plugins.hf_speech as hf_speech
+    from avsent.errors import WeightsUnavailableError
+
+    def not_cached(model: str, *, download: bool, field: str):
+        raise WeightsUnavailableError(f"{field}: {model!r} is not in the cache. Copy it here")
+
+    monkeypatch.setattr(hf_speech, "checkpoint_folder", not_cached)
+    rows = {row["recipe"]: row for row in json.loads(invoke("describe", "--json"))}
+    assert rows["mavsa-di-ssl"]["parameters"] is None
+    assert "audio_frontend.model" in rows["mavsa-di-ssl"]["unavailable"]
+    assert rows["mavsa-di"]["parameters"] > 0  # the listing went on past it
+    assert "weights not here" in invoke("describe")
+    with pytest.raises(SystemExit):  # named explicitly, the recipe's own error stops it
+        main(["describe", "mavsa-di-ssl"])
+    assert "is not in the cache" in capsys.readouterr().err
+
+
 def test_config_show_lists_unset_fields_as_comments_in_their_table():
     from avsent.config import to_dict
     from avsent.run_config import default_run_config

@@ -169,7 +169,12 @@ def with_unset_fields(text: str, unset: dict[str, list[str]]) -> str:
 @overrides_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def describe(recipes: tuple[str, ...], overrides: tuple[str, ...], as_json: bool) -> None:
-    """Parameter counts of recipes' models (all recipes when none is named), after `--set`."""
+    """Parameter counts of recipes' models (all recipes when none is named), after `--set`.
+
+    Listing all recipes, one whose pretrained weights are not on this machine gets a row
+    saying so instead of stopping the listing; a recipe named explicitly raises the error.
+    """
+    from avsent.errors import WeightsUnavailableError
     from avsent.labels import EMOTIONS
     from avsent.model import build_model, count_parameters, inputs_for
     from avsent.run_config import default_run_config
@@ -179,7 +184,13 @@ def describe(recipes: tuple[str, ...], overrides: tuple[str, ...], as_json: bool
     rows = []
     for name in names:
         config = default_run_config(name, changes)
-        model = build_model(config, inputs_for(config), EMOTIONS)
+        try:
+            model = build_model(config, inputs_for(config), EMOTIONS)
+        except WeightsUnavailableError as exc:
+            if recipes:
+                raise
+            rows.append({"recipe": name, "parameters": None, "unavailable": str(exc)})
+            continue
         parts = {
             part: count_parameters(module)
             for part, module in model.named_children()
@@ -191,6 +202,10 @@ def describe(recipes: tuple[str, ...], overrides: tuple[str, ...], as_json: bool
         return
     table = Table("recipe", "parameters", "by part")
     for row in rows:
+        if row["parameters"] is None:
+            reason = row["unavailable"].split(". ")[0]
+            table.add_row(escape(row["recipe"]), "?", escape(f"weights not here: {reason}"))
+            continue
         by_part = ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in row["parts"].items())
         table.add_row(escape(row["recipe"]), f"{row['parameters'] / 1e6:.2f}M", by_part)
     console.print(table)
