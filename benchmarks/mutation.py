@@ -209,6 +209,35 @@ EQUIVALENT: dict[str, str] = {
         ("avsent.registry.xǁRegistryǁget__mutmut_16", "avsent.registry.xǁRegistryǁget__mutmut_17"),
         "only close[0] is used, and difflib puts the best match first whatever n is",
     ),
+    **{
+        f"avsent.config.x_{name}": why
+        for name, why in {
+            "_merge_slot__mutmut_22": "`current` comes from merge's deep copy of base: no caller holds it",
+            "_merge_slot__mutmut_66": "as _merge_slot__mutmut_22: `kept` holds values of that copy",
+            **dict.fromkeys(
+                ("_merge_slot__mutmut_30", "_merge_slot__mutmut_31"),
+                "the only 'name' key of top there is 'none', the value already written",
+            ),
+            **dict.fromkeys(
+                ("_merge_slot__mutmut_61", "_merge_slot__mutmut_62"),
+                "a changed name comes from top, so top's 'name' equals the one written first",
+            ),
+            "_merge_slot__mutmut_50": "merge tests the note for truth only; None and '' are both false",
+            "_structure__mutmut_16": (
+                "a union keeps only its members' problems, never their field paths"
+            ),
+            "_structure__mutmut_5": "Any has no origin and no rule below: it reaches `return value`",
+            **dict.fromkeys(
+                (f"_structure__mutmut_{n}" for n in (88, 91, 92)),
+                "the lengths were checked equal just above, so zip's strictness never acts",
+            ),
+            "_structure__mutmut_95": (
+                "bare list/tuple annotations have no typing origin, so a list here always has "
+                "args; only the deprecated bare typing.List would reach the else"
+            ),
+            "atomic_write_text__mutmut_7": "'UTF-8' and 'utf-8' name the same codec",
+        }.items()
+    },
 }
 
 #: surviving mutants mutmut cannot switch on, each planted by hand and failing its tests:
@@ -219,6 +248,12 @@ UNREACHABLE: dict[str, str] = {
         "Register's methods are made at import; planted by hand, "
         "test_each_registration_keeps_every_field_it_was_given (or the attrs-config and "
         "method-name tests) fails",
+    ),
+    **dict.fromkeys(
+        (f"avsent.config.x_choice_field__mutmut_{n}" for n in range(1, 9)),
+        "slot fields are made when a config class is defined, at import; planted by hand, "
+        "test_a_choice_field_defaults_to_its_component_and_knows_its_kind (and most slot "
+        "tests) fail",
     ),
 }
 

@@ -437,9 +437,38 @@ def test_merge_never_shares_nested_values_with_its_inputs():
     out["train"]["lr"] = 9
     assert top["audio"]["widths"] == [8] and top["extra"]["a"] == [1]
     assert base["train"]["lr"] == 0.1
-    same = merge(base, {"audio": {"name": "drsn", "widths": [4]}}, RunConfig)
+    same_top = {"audio": {"name": "drsn", "widths": [4]}, "train": [[1]]}
+    same = merge(base, same_top, RunConfig)
     same["audio"]["widths"].append(0)
-    assert base["audio"]["widths"] == [16]
+    assert base["audio"]["widths"] == [16] and same_top["audio"]["widths"] == [4]
+    odd_top = {"audio": [[1]]}  # not a table: kept for from_dict to report, but not shared
+    merge(base, odd_top, RunConfig)["audio"][0].append(0)
+    assert odd_top == {"audio": [[1]]}
+
+
+def test_an_old_slot_name_that_is_not_a_string_is_not_looked_up():
+    """No component to ask for defaults: every setting counts as chosen and is kept."""
+    out = merge({"audio": {"name": 5, "widths": [8]}}, {"audio": {"name": "drsn"}}, RunConfig)
+    assert out["audio"] == {"name": "drsn", "widths": [8]}
+
+
+def test_a_dropped_setting_warning_points_outside_the_config_module():
+    import avsent.config
+
+    small = run_config_dict("mavsa-di-small")
+    with pytest.warns(SlotFieldsDropped) as caught:
+        apply_overrides(small, {"audio.name": "lstm"}, RunConfig)
+    assert Path(caught[0].filename) != Path(avsent.config.__file__)
+
+
+def test_a_bad_slot_inside_a_section_names_its_dotted_path():
+    @attrs.define
+    class Section:
+        slots: Slotted = attrs.Factory(Slotted)
+
+    with pytest.raises(ConfigError) as info:
+        from_dict(Section, {"slots": {"audio": 5}})
+    assert info.value.field == "slots.audio"
 
 
 def test_merge_starts_a_missing_section_and_copies_unknown_tables_as_they_are():
