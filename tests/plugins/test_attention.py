@@ -7,6 +7,7 @@ import torch
 
 from avsent.contracts import Tokens
 from avsent.errors import ConfigError
+from avsent.layers.attention import sinusoid
 from avsent.plugins.attention import (
     CMAConfig,
     ConcatFusion,
@@ -220,3 +221,161 @@ def test_cma_fuses_a_clip_without_one_modality_from_the_other():
     alone = (torch.softmax(q @ k.T / 8**0.5, dim=-1) @ v).mean(0)
     torch.testing.assert_close(out[1], alone)
     torch.testing.assert_close(out[0], _reference_cma(fusion, audio, video, 0))
+
+
+# -- exact errors, structure, positions, dropout and the both-present rule ------------------
+
+
+@pytest.mark.parametrize(
+    ("build", "field", "problem"),
+    [
+        (
+            lambda: CrossModalAttention(CMAConfig(), audio_dim=8, video_dim=None),
+            "fusion",
+            "'cma' needs both audio and video; use 'passthrough' for one modality",
+        ),
+        (
+            lambda: MulTFusion(MulTConfig(), audio_dim=None, video_dim=8),
+            "fusion",
+            "'cma-mult' needs both audio and video; use 'passthrough' for one modality",
+        ),
+        (
+            lambda: CrossModalAttention(CMAConfig(d_model=10, heads=3), audio_dim=4, video_dim=4),
+            "fusion.heads",
+            "width 10 is not divisible by 3",
+        ),
+        (
+            lambda: ConcatFusion(audio_dim=None, video_dim=None),
+            "fusion",
+            "'concat' needs at least one modality",
+        ),
+        (
+            lambda: PassthroughFusion(audio_dim=4, video_dim=6),
+            "fusion",
+            "'passthrough' needs exactly one modality (set audio or video to 'none'); "
+            "use 'cma' or 'concat' for two",
+        ),
+    ],
+)
+def test_a_fusion_that_cannot_be_built_says_exactly_why(build, field, problem):
+    with pytest.raises(ConfigError) as info:
+        build()
+    assert (info.value.field, info.value.problem) == (field, problem)
+
+
+def test_a_fusion_given_a_batch_without_a_modality_says_exactly_which():
+    audio, video = _tokens(2, 5, 4, [5, 3]), _tokens(2, 3, 4, [3, 2])
+    for name, fusion in {
+        "cma": CrossModalAttention(CMAConfig(d_model=8), audio_dim=4, video_dim=4),
+        "cma-mult": MulTFusion(MulTConfig(d_model=8), audio_dim=4, video_dim=4),
+    }.items():
+        for batch in ((None, video), (audio, None)):
+            with pytest.raises(ConfigError) as info:
+                fusion(*batch)
+            assert (info.value.field, info.value.problem) == (
+                "fusion",
+                f"'{name}' got a batch without audio or without video",
+            )
+    with pytest.raises(ConfigError) as info:
+        PassthroughFusion(audio_dim=4, video_dim=None)(audio, video)
+    assert (info.value.field, info.value.problem) == (
+        "fusion",
+        "'passthrough' needs exactly one modality in the batch",
+    )
+
+
+def test_passthrough_of_audio_is_the_audio_mean():
+    audio = _tokens(2, 5, 4, [5, 3])
+    fusion = PassthroughFusion(audio_dim=4, video_dim=None)
+    assert fusion.out_dim == 4
+    torch.testing.assert_close(fusion(audio, None), audio.mean())
+
+
+def test_ima_structure_follows_its_config():
+    paper = IntraModalAttention(IMAConfig(layers=2, attn_dropout=0.3), dim=8)
+    assert [layer.dropout for layer in paper.layers] == [0.3, 0.3]
+    plain = IntraModalAttention(IMAConfig(style="transformer", layers=3), dim=8)
+    assert isinstance(plain.proj, torch.nn.Identity)  # d_model 0: the encoder's width
+    assert len(plain.layers) == 3
+    assert all(block.norm_kv is None for block in plain.layers)  # self-attention
+    mult = MulTFusion(MulTConfig(d_model=8, layers=3), audio_dim=4, video_dim=6)
+    for stack in (mult.video_from_audio, mult.audio_from_video):
+        assert len(stack) == 3 and all(block.norm_kv is not None for block in stack)
+
+
+@pytest.mark.parametrize("style", ["paper", "transformer"])
+def test_ima_positions_are_added_to_the_tokens(style):
+    torch.manual_seed(0)
+    tokens = _tokens(2, 6, 8, [6, 4])
+    with_positions = IntraModalAttention(IMAConfig(style=style, positional=True), dim=8).eval()
+    without = IntraModalAttention(IMAConfig(style=style), dim=8).eval()
+    without.load_state_dict(with_positions.state_dict())
+    shifted = Tokens(tokens.x + sinusoid(6, 8, tokens.x.device), tokens.mask)
+    torch.testing.assert_close(with_positions(tokens).x, without(shifted).x)
+
+
+def test_mult_positions_are_added_after_the_input_maps():
+    torch.manual_seed(0)
+    audio, video = _tokens(2, 6, 8, [6, 4]), _tokens(2, 3, 8, [3, 2], seed=1)
+    with_positions = MulTFusion(MulTConfig(d_model=8), audio_dim=8, video_dim=8).eval()
+    without = MulTFusion(MulTConfig(d_model=8, positional=False), audio_dim=8, video_dim=8)
+    without.load_state_dict(with_positions.state_dict())
+    without.eval()
+    for layer in (
+        with_positions.audio_in,
+        with_positions.video_in,
+        without.audio_in,
+        without.video_in,
+    ):
+        with torch.no_grad():  # identity maps: a position added before equals one added after
+            layer.weight.copy_(torch.eye(8))
+            layer.bias.zero_()
+    shifted_audio = Tokens(audio.x + sinusoid(6, 8, audio.x.device), audio.mask)
+    shifted_video = Tokens(video.x + sinusoid(3, 8, video.x.device), video.mask)
+    torch.testing.assert_close(with_positions(audio, video), without(shifted_audio, shifted_video))
+
+
+def test_mult_sum_is_the_sum_of_the_concatenated_halves():
+    audio, video = _tokens(2, 6, 4, [6, 4]), _tokens(2, 3, 6, [3, 2], seed=1)
+    concat = MulTFusion(MulTConfig(d_model=8), audio_dim=4, video_dim=6).eval()
+    summed = MulTFusion(MulTConfig(d_model=8, combine="sum"), audio_dim=4, video_dim=6).eval()
+    summed.load_state_dict(concat.state_dict())
+    both = concat(audio, video)
+    torch.testing.assert_close(summed(audio, video), both[:, :8] + both[:, 8:])
+
+
+def test_positions_keep_a_bfloat16_model_in_bfloat16():
+    tokens = Tokens(_tokens(2, 6, 8, [6, 4]).x.bfloat16(), _tokens(2, 6, 8, [6, 4]).mask)
+    ima = IntraModalAttention(IMAConfig(positional=True), dim=8).bfloat16().eval()
+    assert ima(tokens).x.dtype == torch.bfloat16
+    mult = MulTFusion(MulTConfig(d_model=8), audio_dim=8, video_dim=8).bfloat16().eval()
+    assert mult(tokens, tokens).dtype == torch.bfloat16
+
+
+def test_cma_attention_dropout_acts_in_training_only():
+    audio, video = _tokens(2, 6, 4, [6, 4]), _tokens(2, 3, 4, [3, 2], seed=1)
+    fusion = CrossModalAttention(CMAConfig(d_model=8, attn_dropout=0.5), audio_dim=4, video_dim=4)
+    fusion.eval()
+    torch.testing.assert_close(fusion(audio, video), fusion(audio, video))
+    reference = CrossModalAttention(CMAConfig(d_model=8), audio_dim=4, video_dim=4).eval()
+    reference.load_state_dict(fusion.state_dict())
+    torch.testing.assert_close(fusion(audio, video), reference(audio, video))
+    fusion.train()
+    torch.manual_seed(0)
+    first = fusion(audio, video)
+    assert not torch.allclose(first, fusion(audio, video))
+
+
+def test_cma_lets_a_clip_missing_a_modality_attend_within_the_other():
+    """Per clip: both present → only across modalities; one absent → only within."""
+    audio = Tokens(
+        torch.randn(3, 2, 4), torch.tensor([[True, True], [False, False], [True, False]])
+    )
+    video = Tokens(torch.randn(3, 1, 4), torch.tensor([[True], [True], [False]]))
+    allowed = CrossModalAttention._other_modality(audio, video)
+    is_video = torch.tensor([False, False, True])
+    across = is_video[:, None] != is_video[None, :]
+    assert torch.equal(allowed[0], across)
+    assert torch.equal(allowed[1], ~across)
+    assert torch.equal(allowed[2], ~across)
+    assert allowed.dtype == torch.bool
