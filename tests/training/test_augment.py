@@ -392,3 +392,314 @@ def test_modality_dropout_removes_one_modality_of_some_clips():
     assert torch.equal(
         augment(audio_only, only(modality_dropout=1.0), gen()).audio_mask, batch.audio_mask
     )  # one modality: nothing to drop
+
+
+# -- bands apart, exact arithmetic, the draws' ranges, the edges ---------------------------
+
+#: a layout where the frequency rows and the dB rows are different bands, neither first
+APART = FeatureSpec(
+    bands=(
+        Band("other", 0, 2),
+        Band("bins", 2, 22, frequency=True),
+        Band("level", 22, 25, db=True),
+    ),
+    frames_per_second=43.0,
+)
+
+
+def apart_batch(n: int = 3, frames: int = 30, seed: int = 0) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    return Batch(
+        audio=torch.randn(n, APART.rows, frames, generator=g) * 10 - 40,
+        audio_mask=torch.ones(n, frames, dtype=torch.bool),
+        targets=torch.zeros(n, dtype=torch.long),
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "rows"),
+    [
+        ({"pitch_shift_bins": 3}, slice(2, 22)),
+        ({"freq_masks": 6, "freq_mask_width": 8}, slice(2, 22)),
+        ({"gain_db": 6.0}, slice(22, 25)),
+        ({"noise_min_snr_db": 0.0}, slice(22, 25)),
+    ],
+)
+def test_each_band_option_touches_its_band_and_nothing_else(options, rows):
+    batch = apart_batch(n=8)
+    out = augment_batch(batch, only(**options), gen(3), spec=APART)
+    outside = torch.ones(APART.rows, dtype=torch.bool)
+    outside[rows] = False
+    assert torch.equal(out.audio[:, outside], batch.audio[:, outside])
+    assert not torch.equal(out.audio[:, rows], batch.audio[:, rows])
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "needs"),
+    [
+        ("pitch_shift_bins", 2, {"frequency": True}),
+        ("freq_masks", 1, {"frequency": True}),
+        ("gain_db", 3.0, {"db": True}),
+        ("noise_min_snr_db", 10.0, {"db": True}),
+    ],
+)
+def test_a_band_option_without_its_band_names_the_option(option, value, needs):
+    spec = FeatureSpec(bands=(Band("mfcc", 0, 13),), frames_per_second=100.0)
+    batch = attrs.evolve(apart_batch(), audio=apart_batch().audio[:, :13])
+    with pytest.raises(ConfigError) as info:
+        augment_batch(batch, only(**{option: value}), gen(), spec=spec)
+    assert info.value.field == f"train.augment.{option}"
+    assert info.value.problem == f"the features have no {needs} band"
+
+
+def test_a_batch_without_a_spec_is_refused_with_its_row_count():
+    with pytest.raises(ValueError) as info:
+        augment_batch(make_batch(), only(gain_db=1.0), gen())
+    assert str(info.value) == "augmenting audio of 32 rows needs its FeatureSpec, got None"
+
+
+def test_gains_are_the_generators_draws_in_plus_minus_the_range():
+    batch = apart_batch(n=16)
+    out = augment_batch(batch, only(gain_db=6.0), gen(5), spec=APART)
+    drawn = -6.0 + 12.0 * torch.rand(16, generator=gen(5))  # the first draws of the generator
+    offsets = (out.audio - batch.audio)[:, 22, 0]
+    torch.testing.assert_close(offsets, drawn)
+    assert (offsets < 0).any() and (offsets > 0).any()
+
+
+def test_background_noise_is_added_as_power_at_the_drawn_snr():
+    """Worked in numpy: 10·log10(P + P̄·10^(−SNR/10)), P̄ the clip's mean power over its
+    real frames and dB rows; one 1-row band and a 1-frame clip take the same rule."""
+    import numpy as np
+
+    spec = FeatureSpec(bands=(Band("level", 0, 1, db=True), Band("x", 1, 3)), frames_per_second=1)
+    audio = torch.tensor(
+        [[[-10.0, -20.0, -30.0, 5.0]] * 3, [[-3.0, 99.0, 99.0, 99.0]] * 3]
+    )  # [2, 3, 4]
+    mask = torch.tensor([[True, True, True, False], [True, False, False, False]])
+    batch = Batch(audio=audio, audio_mask=mask, targets=torch.zeros(2, dtype=torch.long))
+    out = augment_batch(
+        batch, only(noise_min_snr_db=5.0, noise_snr_span_db=10.0), gen(6), spec=spec
+    )
+    snr = 5.0 + 10.0 * torch.rand(2, generator=gen(6)).double().numpy()
+    for b, n in enumerate((3, 1)):
+        power = 10.0 ** (audio[b, 0, :n].double().numpy() / 10.0)
+        noise = power.mean() * 10.0 ** (-snr[b] / 10.0)
+        expected = 10.0 * np.log10(power + noise)
+        np.testing.assert_allclose(out.audio[b, 0, :n].numpy(), expected, rtol=1e-5)
+        assert torch.equal(out.audio[b, 0, n:], audio[b, 0, n:])  # padding untouched
+    assert torch.equal(out.audio[:, 1:], audio[:, 1:])
+
+
+def test_noise_without_a_given_scale_uses_each_bands_std_over_real_frames():
+    batch = apart_batch(n=2, frames=6)
+    mask = torch.tensor([[True] * 6, [True] * 2 + [False] * 4])
+    batch = attrs.evolve(batch, audio_mask=mask)
+    out = augment_batch(batch, only(noise_std=0.5), gen(8), spec=APART)
+    real = batch.audio.transpose(1, 2)[mask]  # [8, F]
+    noise = torch.randn(batch.audio.shape, generator=gen(8))
+    expected = batch.audio + 0.5 * noise * real.std(0).view(1, -1, 1) * mask[:, None, :]
+    torch.testing.assert_close(out.audio, expected)
+
+
+@pytest.mark.parametrize("frames", [1, 2])
+def test_noise_on_one_real_frame_uses_unit_scale_and_two_use_their_std(frames):
+    batch = apart_batch(n=1, frames=4)
+    mask = torch.tensor([[True] * frames + [False] * (4 - frames)])
+    batch = attrs.evolve(batch, audio_mask=mask)
+    out = augment_batch(batch, only(noise_std=1.0), gen(2), spec=APART)
+    real = batch.audio[0, :, :frames].T
+    scale = torch.ones(APART.rows) if frames == 1 else real.std(0)
+    noise = torch.randn(batch.audio.shape, generator=gen(2))
+    expected = batch.audio + noise * scale.view(1, -1, 1) * mask[:, None, :]
+    torch.testing.assert_close(out.audio, expected)
+
+
+def test_masks_on_a_one_frame_clip_fill_it_with_itself_and_spare_an_empty_clip():
+    audio = torch.randn(2, APART.rows, 5) + 50.0  # padding is far from any mean
+    mask = torch.tensor([[True, False, False, False, False], [False] * 5])
+    batch = Batch(audio=audio, audio_mask=mask, targets=torch.zeros(2, dtype=torch.long))
+    out = augment_batch(batch, only(time_masks=4, time_mask_width=3), gen(1), spec=APART)
+    assert torch.equal(out.audio, audio)
+
+
+def test_mask_spans_reach_every_width_and_both_ends():
+    batch = apart_batch(n=200, frames=10)
+    out = augment_batch(batch, only(time_masks=1, time_mask_width=3), gen(4), spec=APART)
+    changed = (out.audio != batch.audio).any(1)  # [B, T]
+    widths = changed.sum(1)
+    assert set(widths.tolist()) == {0, 1, 2, 3}
+    assert changed[:, 0].any() and changed[:, -1].any()
+
+
+def test_pitch_shifts_go_both_ways_and_repeat_the_edge_rows():
+    batch = apart_batch(n=60)
+    out = augment_batch(batch, only(pitch_shift_bins=2), gen(5), spec=APART)
+    bins_in, bins_out = batch.audio[:, 2:22], out.audio[:, 2:22]
+    seen = set()
+    for b in range(60):
+        for s in range(-2, 3):
+            index = (torch.arange(20) - s).clamp(0, 19)
+            if torch.equal(bins_out[b], bins_in[b, index]):
+                seen.add(s)
+                break
+        else:
+            raise AssertionError(f"clip {b} is not an edge-repeating shift of its rows")
+    assert seen == {-2, -1, 0, 1, 2}
+
+
+def _stretched_lengths(amount: float, length: int, n: int = 400, frames: int = 40) -> set[int]:
+    mask = torch.zeros(n, frames, dtype=torch.bool)
+    mask[:, :length] = True
+    batch = attrs.evolve(apart_batch(n=n, frames=frames), audio_mask=mask)
+    out = augment_batch(batch, only(time_stretch=amount), gen(7), spec=APART)
+    return set(out.audio_mask.sum(1).tolist())
+
+
+def test_stretch_rates_span_one_minus_to_one_plus_the_amount():
+    # 20 frames at a rate in [0.8, 1.2]: round(20 / rate) in [17, 25]
+    assert _stretched_lengths(0.2, 20) == set(range(17, 26))
+
+
+def test_a_two_frame_clip_is_stretched_and_never_below_two_frames():
+    assert _stretched_lengths(0.1, 2) == {2}
+    assert _stretched_lengths(0.5, 2) == {2, 3, 4}
+
+
+def test_stretching_resamples_a_ramp_end_to_end_from_its_first_frame():
+    frames, length = 40, 20
+    ramp = torch.arange(frames, dtype=torch.float32).expand(APART.rows, frames)
+    mask = torch.zeros(6, frames, dtype=torch.bool)
+    mask[:, :length] = True
+    batch = Batch(
+        audio=ramp.repeat(6, 1, 1), audio_mask=mask, targets=torch.zeros(6, dtype=torch.long)
+    )
+    out = augment_batch(batch, only(time_stretch=0.2), gen(9), spec=APART)
+    for b in range(6):
+        n = int(out.audio_mask[b].sum())
+        torch.testing.assert_close(out.audio[b, 0, :n], torch.linspace(0, length - 1, n))
+        assert not out.audio[b, :, n:].any()
+
+
+def test_clips_of_under_two_frames_pass_the_stretch_and_the_rest_are_still_stretched():
+    mask = torch.zeros(3, 10, dtype=torch.bool)
+    mask[0, :1] = True
+    mask[2, :8] = True
+    batch = attrs.evolve(apart_batch(n=3, frames=10), audio_mask=mask)
+    out = augment_batch(batch, only(time_stretch=0.5), gen(1), spec=APART)
+    assert torch.equal(out.audio[:2], batch.audio[:2])
+    assert torch.equal(out.audio_mask[:2], mask[:2])
+    assert out.audio_mask[2].sum() >= 6
+
+
+def test_a_batch_without_an_audio_mask_gets_one_per_clip():
+    batch = attrs.evolve(apart_batch(n=2, frames=12), audio_mask=None)
+    out = augment_batch(batch, only(gain_db=1.0), gen(), spec=APART)
+    assert torch.equal(out.audio_mask, torch.ones(2, 12, dtype=torch.bool))
+
+
+def test_flips_happen_to_about_half_the_clips():
+    video = torch.rand(400, 1, 1, 2, 4)
+    batch = Batch(
+        video=video,
+        video_mask=torch.ones(400, 1, dtype=torch.bool),
+        targets=torch.zeros(400, dtype=torch.long),
+    )
+    out = augment_batch(batch, only(video_flip=True), gen(3))
+    flipped = torch.tensor([torch.equal(out.video[b], video[b].flip(-1)) for b in range(400)])
+    assert 0.4 < flipped.float().mean() < 0.6
+
+
+def test_jitter_alone_shifts_with_repeated_edges_over_the_whole_range():
+    j, n = 2, 150
+    video = torch.rand(n, 1, 2, 6, 6)
+    batch = Batch(
+        video=video,
+        video_mask=torch.ones(n, 2, dtype=torch.bool),
+        targets=torch.zeros(n, dtype=torch.long),
+    )
+    out = augment_batch(batch, only(video_crop_jitter=j), gen(4))
+    padded = torch.nn.functional.pad(video, (j, j, j, j, 0, 0), mode="replicate")
+    offsets = set()
+    for b in range(n):
+        found = [
+            (dy, dx)
+            for dy in range(2 * j + 1)
+            for dx in range(2 * j + 1)
+            if torch.equal(out.video[b], padded[b, :, :, dy : dy + 6, dx : dx + 6])
+        ]
+        assert found, f"clip {b} is not an edge-repeating shift"
+        offsets.add(found[0])
+    assert {dy for dy, _ in offsets} == set(range(2 * j + 1))
+
+
+def test_a_batch_without_one_modality_is_augmented_on_the_other():
+    video_only = attrs.evolve(make_batch(), audio=None, audio_mask=None)
+    out = augment_batch(video_only, ALL_ON, gen(2), spec=SPEC)
+    assert out.audio is None and not torch.equal(out.video, video_only.video)
+    audio_only = attrs.evolve(make_batch(), video=None, video_mask=None)
+    out = augment_batch(audio_only, ALL_ON, gen(2), spec=SPEC)
+    assert out.video is None and not torch.equal(out.audio, audio_only.audio)
+
+
+def test_no_modality_dropout_leaves_missing_masks_missing():
+    batch = attrs.evolve(make_batch(), video_mask=None)
+    assert augment(batch, only(modality_dropout=0.0), gen()).video_mask is None
+
+
+def test_modality_dropout_draws_from_the_generator_only():
+    batch = make_batch((40, 25, 32) * 10)
+    batch = attrs.evolve(
+        batch, video=torch.rand(30, 3, 4, 8, 8), video_mask=torch.ones(30, 4, dtype=torch.bool)
+    )
+    torch.manual_seed(0)
+    first = augment(batch, only(modality_dropout=0.5), gen(3))
+    torch.manual_seed(1)
+    second = augment(batch, only(modality_dropout=0.5), gen(3))
+    assert torch.equal(first.audio_mask, second.audio_mask)
+    assert torch.equal(first.video_mask, second.video_mask)
+
+
+def test_modality_dropout_makes_masks_when_absent_and_keeps_padding_when_given():
+    n = 200
+    batch = Batch(
+        audio=torch.randn(n, 4, 6),
+        video=torch.rand(n, 3, 5, 4, 4),
+        targets=torch.zeros(n, dtype=torch.long),
+    )
+    out = augment_batch(
+        batch,
+        only(modality_dropout=0.5),
+        gen(1),
+        spec=FeatureSpec(bands=(Band("x", 0, 4),), frames_per_second=1),
+    )
+    assert out.audio_mask.shape == (n, 6) and out.video_mask.shape == (n, 5)
+    assert out.audio_mask.dtype == torch.bool and out.video_mask.dtype == torch.bool
+    kept = out.audio_mask.any(1) & out.video_mask.any(1)
+    assert kept.any() and out.audio_mask[kept].all() and out.video_mask[kept].all()
+    padded = torch.ones(n, 6, dtype=torch.bool)
+    padded[:, 4:] = False
+    out = augment_batch(
+        attrs.evolve(batch, audio_mask=padded),
+        only(modality_dropout=0.5),
+        gen(1),
+        spec=FeatureSpec(bands=(Band("x", 0, 4),), frames_per_second=1),
+    )
+    assert not out.audio_mask[:, 4:].any()
+
+
+def test_mixup_mixes_every_field_it_has_and_leaves_absent_ones_absent():
+    batch = make_batch()
+    mixed, _, tb, _ = mixup(batch, batch.targets, 0.4, gen(9))
+    perm = [int((batch.targets == t).nonzero()) for t in tb]
+    assert torch.equal(mixed.video_mask, batch.video_mask | batch.video_mask[perm])
+    assert mixed.targets is batch.targets
+    audio_only = attrs.evolve(batch, video=None, video_mask=None, geometry=None)
+    mixed, *_ = mixup(audio_only, batch.targets, 0.4, gen(9))
+    assert mixed.video is None and mixed.video_mask is None and mixed.geometry is None
+
+
+def test_mixup_weights_come_from_a_wide_range_of_seeds():
+    batch = make_batch()
+    lams = {mixup(batch, batch.targets, 0.4, gen(s))[3] for s in range(300)}
+    assert len(lams) > 250
