@@ -373,3 +373,76 @@ def test_old_style_rotate_tag_turns_clockwise(tmp_path, monkeypatch, tag, corner
         "bottom-right": frame[W // 2 :, H // 2 :],
     }
     assert max(quadrants, key=lambda k: quadrants[k].mean()) == corner
+
+
+# -- durations learned from the frames, late starts, the argument edges, exact errors ------
+
+
+def write_elementary(path: Path, n: int, fps: int = 10) -> Path:
+    """An MPEG-4 elementary stream (.m4v): frames carry times, the headers state no length."""
+    with av.open(str(path), "w", format="m4v") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(frame_image(i), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def test_a_stream_without_a_stated_length_is_timed_from_its_frames(tmp_path):
+    path = write_elementary(tmp_path / "clip.m4v", n=20, fps=10)
+    with av.open(str(path)) as container:  # the premise: no length stated anywhere
+        stream = container.streams.video[0]
+        assert not stream.duration and not container.duration
+        step = float(1 / stream.average_rate)
+    clip = read_frames(path, num_frames=4)
+    assert clip.duration == pytest.approx(1.9 + step, abs=1e-6)  # last frame + one step
+    assert [index_of(f) for f in clip.frames] == pytest.approx([2, 7, 12, 17], abs=1)
+    assert not clip.truncated
+
+
+def test_a_late_start_shifts_every_target(tmp_path):
+    times = [2.0 + 0.1 * i for i in range(20)]  # 2.0 … 3.9 s
+    path = write_video(tmp_path / "late.mkv", times=times)
+    clip = read_frames(path, num_frames=2)
+    assert clip.times[0] >= 2.0
+    assert [index_of(f) for f in clip.frames] == pytest.approx([5, 15], abs=1)
+
+
+def test_the_smallest_arguments_are_accepted(tmp_path):
+    path = write_video(tmp_path / "clip.mp4", n=10, fps=10)  # 1 s
+    assert len(read_frames(path, num_frames=1)) == 1
+    clip = read_frames(path, num_frames=5, fps=0.5)  # one frame every 2 s of a 1-s clip
+    assert len(clip) == 1 and clip.times[0] == pytest.approx(0.0)
+    with pytest.raises(ValueError) as info:
+        read_frames(path, fps=0)
+    assert str(info.value) == "fps must be positive, got 0"
+    with pytest.raises(ValueError) as info:
+        read_frames(path, num_frames=0)
+    assert str(info.value) == "num_frames must be at least 1, got 0"
+
+
+def test_missing_and_folder_paths_name_the_problem_exactly(tmp_path):
+    for path, problem in ((tmp_path / "nope.mp4", "file not found"), (tmp_path, "not a file")):
+        with pytest.raises(MediaError) as info:
+            read_frames(path)
+        assert (info.value.path, info.value.problem) == (path, problem)
+
+
+def test_a_stream_start_stated_in_the_headers_is_where_sampling_begins(tmp_path):
+    path = tmp_path / "late.ts"  # MPEG-TS streams start after 0 (here at 0.2 s)
+    with av.open(str(path), "w", format="mpegts") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        for i in range(20):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame_image(i), format="rgb24")))
+        container.mux(stream.encode())
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        start = float(video.start_time * video.time_base)
+    assert start > 0.1  # the premise
+    clip = read_frames(path, num_frames=2)
+    assert clip.duration == pytest.approx(2.0, abs=1e-6)
+    assert clip.times[0] >= start
+    assert [index_of(f) for f in clip.frames] == pytest.approx([5, 15], abs=1)
