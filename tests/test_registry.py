@@ -133,8 +133,10 @@ def test_unknown_hook_name_is_caught_at_start_up():
             pass
 
     registry = Registry(autoload=False)
-    assert not registry.register_plugin(Misspelled(), name="typo")
+    plugin = Misspelled()
+    assert not registry.register_plugin(plugin, name="typo")
     assert "register_audio_encoder" in registry.plugins["typo"].error
+    assert not registry.pm.is_registered(plugin)  # refused by pluggy, not left registered
 
 
 def test_unknown_component_suggests_a_close_name():
@@ -318,18 +320,6 @@ def test_every_clash_is_named_in_the_error():
         "audio encoder 'e-audio' is already registered by plugin 'first'; "
         "head 'e-head' is already registered by plugin 'first'; "
     )
-
-
-def test_a_plugin_refused_by_pluggy_is_not_left_registered():
-    class Misspelled:
-        @hookimpl
-        def register_audio_encoder(self, register):  # missing "s"
-            pass
-
-    registry = Registry(autoload=False)
-    plugin = Misspelled()
-    assert not registry.register_plugin(plugin, name="typo")
-    assert not registry.pm.is_registered(plugin)
 
 
 def test_a_registered_plugin_is_known_to_pluggy_by_its_name_until_unregistered():
