@@ -266,6 +266,66 @@ EQUIVALENT: dict[str, str] = {
             "ǁIntraModalAttentionǁ__init____mutmut_44": "cross=None is as false as cross=False",
         }.items()
     },
+    **{
+        f"avsent.training.augment.x_{name}": why
+        for name, why in {
+            **dict.fromkeys(
+                (
+                    "_add_noise_floor__mutmut_4",
+                    "_add_noise_floor__mutmut_24",
+                    "_add_noise_floor__mutmut_59",
+                    "_augment_audio__mutmut_39",
+                    "_augment_audio__mutmut_76",
+                    "_augment_audio__mutmut_83",
+                    "_band_mean__mutmut_2",
+                    "_band_std__mutmut_15",
+                ),
+                "a cast to the features' dtype left out: the cache's features are float32, the "
+                "draws are float32, bool masks promote, and a float64 result is cast on assignment",
+            ),
+            **dict.fromkeys(
+                (
+                    *(f"_augment_audio__mutmut_{n}" for n in (86, 89)),
+                    *(f"_augment_video__mutmut_{n}" for n in (16, 18)),
+                    *(f"_randint__mutmut_{n}" for n in (5, 10)),
+                    *(f"_uniform__mutmut_{n}" for n in (6, 9)),
+                    "_shift_rows__mutmut_18",
+                    "augment_batch__mutmut_15",
+                    *(f"drop_modalities__mutmut_{n}" for n in (5, 8, 12, 15, 42, 46)),
+                    *(f"mixup__mutmut_{n}" for n in (10, 15, 31, 34, 36, 45, 50)),
+                ),
+                "equivalent on CPU: device None is the CPU, where these machines keep every "
+                "tensor and generator (no GPU is lent to tell them apart)",
+            ),
+            **dict.fromkeys(
+                (f"_augment_audio__mutmut_{n}" for n in range(126, 132)),
+                "the empty frequency range is read only by the frequency-mask loop, which "
+                "does not run when freq_masks is 0",
+            ),
+            "_augment_audio__mutmut_98": "std [F] viewed as [F, 1] broadcasts over [B, F, T] alike",
+            **dict.fromkeys(
+                ("drop_modalities__mutmut_26", "drop_modalities__mutmut_36"),
+                "an all-true [T] mask broadcasts with keep[:, None] to the same [B, T] mask",
+            ),
+            **dict.fromkeys(
+                ("drop_modalities__mutmut_16", "drop_modalities__mutmut_19"),
+                "`<=` and `<` differ only when a float draw equals the threshold exactly",
+            ),
+            "_time_stretch__mutmut_31": "the two-clip slice is interpolated and [0] keeps clip b",
+            "mixup__mutmut_11": "randint(high) draws from [0, high), as randint(0, high)",
+            "mixup__mutmut_16": "the numpy seed's range shifts by one: lam is Beta(α, α) alike",
+            "_shift_rows__mutmut_23": (
+                "the shift is drawn symmetrically in [-k, k]: shifting by -s is the same "
+                "augmentation"
+            ),
+            "_span__mutmut_3": "a width-0 span masks nothing wherever it starts",
+            **dict.fromkeys(
+                ("_span__mutmut_1", "_span__mutmut_2"),
+                "an empty clip gets a zero-width span either way, and masking a 1-frame clip "
+                "with its own mean leaves it as it was; only later draws shift",
+            ),
+        }.items()
+    },
 }
 
 #: surviving mutants mutmut cannot switch on, each planted by hand and failing its tests:

@@ -703,3 +703,66 @@ def test_mixup_weights_come_from_a_wide_range_of_seeds():
     batch = make_batch()
     lams = {mixup(batch, batch.targets, 0.4, gen(s))[3] for s in range(300)}
     assert len(lams) > 250
+
+
+def test_freq_masks_reach_the_last_row_of_their_band():
+    batch = apart_batch(n=100)
+    out = augment_batch(batch, only(freq_masks=1, freq_mask_width=3), gen(6), spec=APART)
+    changed = (out.audio != batch.audio).any(2)  # [B, F]
+    assert changed[:, 21].any() and not changed[:, 22:].any() and not changed[:, :2].any()
+
+
+def test_modality_dropout_keeps_the_video_padding_it_is_given():
+    n = 200
+    video_mask = torch.ones(n, 5, dtype=torch.bool)
+    video_mask[:, 3:] = False
+    batch = Batch(
+        audio=torch.randn(n, 4, 6),
+        video=torch.rand(n, 3, 5, 4, 4),
+        video_mask=video_mask,
+        targets=torch.zeros(n, dtype=torch.long),
+    )
+    spec = FeatureSpec(bands=(Band("x", 0, 4),), frames_per_second=1)
+    out = augment_batch(batch, only(modality_dropout=0.5), gen(1), spec=spec)
+    assert not out.video_mask[:, 3:].any() and out.video_mask[:, :3].any()
+
+
+def test_mixup_unites_padded_video_masks_and_returns_the_given_targets():
+    batch = make_batch()
+    video_mask = torch.tensor([[True, True, False, False], [True] * 4, [True, False, False, False]])
+    batch = attrs.evolve(batch, video_mask=video_mask)
+    targets = torch.tensor([2, 0, 1])
+    mixed, ta, tb, _ = mixup(batch, targets, 0.4, gen(9))
+    perm = [int((targets == t).nonzero()) for t in tb]
+    assert torch.equal(mixed.video_mask, video_mask | video_mask[perm])
+    assert mixed.targets is targets and ta is targets
+
+
+def test_refusals_say_what_the_option_does_and_what_to_do(mfcc_frontend):
+    from avsent.run_config import default_run_config
+    from avsent.training.augment import check_augment
+
+    config = default_run_config(
+        "drsn-audio",
+        {
+            "audio_frontend.name": "mfcc-like",
+            "train.augment.freq_masks": 0,
+            "train.augment.gain_db": 3.0,
+        },
+    )
+    with pytest.raises(ConfigError) as info:
+        check_augment(config)
+    assert info.value.problem == (
+        "adds a gain in dB, but front-end 'mfcc-like' has no db band (its bands: mfcc); "
+        "set it to 0 / leave it unset for this front-end"
+    )
+    config = default_run_config(
+        "drsn-audio", {"data.utterance_norm": True, "train.augment.gain_db": 3.0}
+    )
+    with pytest.raises(ConfigError) as info:
+        check_augment(config)
+    assert info.value.problem == (
+        "adds a gain in dB, but data.utterance_norm standardises the features first, so dB "
+        "would be standard deviations; turn one of them off (noise_std works in standard "
+        "deviations)"
+    )
