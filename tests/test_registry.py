@@ -205,7 +205,7 @@ def _factory(config, **dims):
 
 
 class EveryKind:
-    """One component of each factory kind, a recipe and a command."""
+    """Components of two factory kinds (one with a config), two recipes and a command."""
 
     @hookimpl
     def register_audio_encoders(self, register):

@@ -647,45 +647,50 @@ def test_no_modality_dropout_leaves_missing_masks_missing():
     assert augment(batch, only(modality_dropout=0.0), gen()).video_mask is None
 
 
-def test_modality_dropout_draws_from_the_generator_only():
-    batch = make_batch((40, 25, 32) * 10)
-    batch = attrs.evolve(
-        batch, video=torch.rand(30, 3, 4, 8, 8), video_mask=torch.ones(30, 4, dtype=torch.bool)
+#: one 4-row band: modality dropout reads no band, but a batch with audio needs a spec
+PLAIN = FeatureSpec(bands=(Band("x", 0, 4),), frames_per_second=1)
+
+
+def two_modality_batch(n: int, audio_mask=None, video_mask=None) -> Batch:
+    """``n`` clips of 6 audio frames and 5 video frames; masks as given (None: absent)."""
+    return Batch(
+        audio=torch.randn(n, 4, 6),
+        audio_mask=audio_mask,
+        video=torch.rand(n, 3, 5, 4, 4),
+        video_mask=video_mask,
+        targets=torch.zeros(n, dtype=torch.long),
     )
+
+
+def drop(batch: Batch, seed: int = 1) -> Batch:
+    return augment_batch(batch, only(modality_dropout=0.5), gen(seed), spec=PLAIN)
+
+
+def test_modality_dropout_draws_from_the_generator_only():
+    batch = two_modality_batch(30)
     torch.manual_seed(0)
-    first = augment(batch, only(modality_dropout=0.5), gen(3))
+    first = drop(batch, seed=3)
     torch.manual_seed(1)
-    second = augment(batch, only(modality_dropout=0.5), gen(3))
+    second = drop(batch, seed=3)
     assert torch.equal(first.audio_mask, second.audio_mask)
     assert torch.equal(first.video_mask, second.video_mask)
+    assert (~first.audio_mask.any(1) | ~first.video_mask.any(1)).any()  # something dropped
 
 
 def test_modality_dropout_makes_masks_when_absent_and_keeps_padding_when_given():
     n = 200
-    batch = Batch(
-        audio=torch.randn(n, 4, 6),
-        video=torch.rand(n, 3, 5, 4, 4),
-        targets=torch.zeros(n, dtype=torch.long),
-    )
-    out = augment_batch(
-        batch,
-        only(modality_dropout=0.5),
-        gen(1),
-        spec=FeatureSpec(bands=(Band("x", 0, 4),), frames_per_second=1),
-    )
+    out = drop(two_modality_batch(n))
     assert out.audio_mask.shape == (n, 6) and out.video_mask.shape == (n, 5)
     assert out.audio_mask.dtype == torch.bool and out.video_mask.dtype == torch.bool
     kept = out.audio_mask.any(1) & out.video_mask.any(1)
     assert kept.any() and out.audio_mask[kept].all() and out.video_mask[kept].all()
-    padded = torch.ones(n, 6, dtype=torch.bool)
-    padded[:, 4:] = False
-    out = augment_batch(
-        attrs.evolve(batch, audio_mask=padded),
-        only(modality_dropout=0.5),
-        gen(1),
-        spec=FeatureSpec(bands=(Band("x", 0, 4),), frames_per_second=1),
-    )
+    audio_mask = torch.ones(n, 6, dtype=torch.bool)
+    audio_mask[:, 4:] = False
+    video_mask = torch.ones(n, 5, dtype=torch.bool)
+    video_mask[:, 3:] = False
+    out = drop(two_modality_batch(n, audio_mask, video_mask))
     assert not out.audio_mask[:, 4:].any()
+    assert not out.video_mask[:, 3:].any() and out.video_mask[:, :3].any()
 
 
 def test_mixup_mixes_every_field_it_has_and_leaves_absent_ones_absent():
@@ -710,21 +715,6 @@ def test_freq_masks_reach_the_last_row_of_their_band():
     out = augment_batch(batch, only(freq_masks=1, freq_mask_width=3), gen(6), spec=APART)
     changed = (out.audio != batch.audio).any(2)  # [B, F]
     assert changed[:, 21].any() and not changed[:, 22:].any() and not changed[:, :2].any()
-
-
-def test_modality_dropout_keeps_the_video_padding_it_is_given():
-    n = 200
-    video_mask = torch.ones(n, 5, dtype=torch.bool)
-    video_mask[:, 3:] = False
-    batch = Batch(
-        audio=torch.randn(n, 4, 6),
-        video=torch.rand(n, 3, 5, 4, 4),
-        video_mask=video_mask,
-        targets=torch.zeros(n, dtype=torch.long),
-    )
-    spec = FeatureSpec(bands=(Band("x", 0, 4),), frames_per_second=1)
-    out = augment_batch(batch, only(modality_dropout=0.5), gen(1), spec=spec)
-    assert not out.video_mask[:, 3:].any() and out.video_mask[:, :3].any()
 
 
 def test_mixup_unites_padded_video_masks_and_returns_the_given_targets():
