@@ -329,6 +329,38 @@ EQUIVALENT: dict[str, str] = {
             ),
         }.items()
     },
+    **{
+        f"avsent.training.checkpoint.x_{name}": why
+        for name, why in {
+            **dict.fromkeys(
+                ("_own__mutmut_1", "_own__mutmut_3", "load_model__mutmut_60"), _CPU_ONLY
+            ),
+            **dict.fromkeys(
+                (f"_state_keys__mutmut_{n}" for n in (6, 8, 10)),
+                "the probe's gradient is set by hand and an optimizer steps any tensor with a "
+                "grad: requires_grad matters only to autograd, which the probe never runs",
+            ),
+            **dict.fromkeys(
+                (
+                    *(f"_same_kind__mutmut_{n}" for n in (13, 16, 17)),
+                    *(f"optimizer_state_problem__mutmut_{n}" for n in (8, 11, 12)),
+                ),
+                "the lengths are compared just before: zip's strict can never fire",
+            ),
+            **dict.fromkeys(
+                (f"optimizer_state_problem__mutmut_{n}" for n in (38, 41, 42)),
+                "the ids and the parameters have the same count: each group's count was "
+                "compared just before",
+            ),
+            **dict.fromkeys(
+                (f"optimizer_state_problem__mutmut_{n}" for n in (18, 19)),
+                "the mutant also compares the saved params (integer ids in every state torch "
+                "writes) to the live ones (tensors): _same_kind counts both as numbers, and "
+                "their count was compared just before",
+            ),
+            "load_model__mutmut_21": 'checkpoint_path\'s default is "last": the same path',
+        }.items()
+    },
 }
 
 #: surviving mutants mutmut cannot switch on, each planted by hand and failing its tests:
