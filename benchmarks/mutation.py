@@ -56,6 +56,11 @@ MODULES: dict[str, tuple[str, ...]] = {
     "src/avsent/training/loop.py": (
         "tests/training/test_loop.py",
         "tests/training/test_best_and_warmup.py",
+        "tests/training/test_resume_checks.py",
+        "tests/training/test_aux_loss.py",
+        "tests/training/test_modulation.py",
+        "tests/training/test_evaluate_drop.py",
+        "tests/training/test_precision.py",
     ),
     "src/avsent/training/schedule.py": (
         "tests/training/test_schedule.py",
