@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import math
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -35,8 +37,11 @@ def write_video(
     rotation: float | None = None,
     image=frame_image,
     options: dict | None = None,
+    keyframes: Iterable[int] = (),
 ) -> Path:
-    """A small real video; ``times`` (seconds) gives a variable frame rate."""
+    """A small real video; ``times`` (seconds) gives a variable frame rate; ``keyframes``
+    (frame numbers) forces key frames there (pass ``g`` so no others come)."""
+    keyframes = set(keyframes)
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=fps, options=options or {})
         stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
@@ -47,6 +52,8 @@ def write_video(
             stream.set_display_rotation(rotation)
         for i in range(n if times is None else len(times)):
             frame = av.VideoFrame.from_ndarray(image(i), format="rgb24")
+            if i in keyframes:
+                frame.pict_type = av.video.frame.PictureType.I
             if times is not None:
                 frame.pts = round(times[i] * 1000)
                 frame.time_base = stream.codec_context.time_base
@@ -446,3 +453,263 @@ def test_a_stream_start_stated_in_the_headers_is_where_sampling_begins(tmp_path)
     assert clip.duration == pytest.approx(2.0, abs=1e-6)
     assert clip.times[0] >= start
     assert [index_of(f) for f in clip.frames] == pytest.approx([5, 15], abs=1)
+
+
+# -- exact messages for every bad file, frames with odd timestamps, clips near their ends ---
+
+
+def raised(path: Path, **kwargs) -> MediaError:
+    with pytest.raises(MediaError) as info:
+        read_frames(path, **kwargs)
+    return info.value
+
+
+def test_no_video_stream_lists_every_kind_found(tmp_path):
+    path = tmp_path / "radio.ts"  # MPEG-TS broadcasts carry data streams beside the sound
+    with av.open(str(path), "w", format="mpegts") as container:
+        audio = container.add_stream("mp2", rate=48000, layout="mono")
+        container.add_data_stream()
+        frame = av.AudioFrame.from_ndarray(
+            np.zeros((1, 4800), np.int16), format="s16", layout="mono"
+        )
+        frame.sample_rate = 48000
+        container.mux([*audio.encode(frame), *audio.encode()])
+    assert str(raised(path)) == f"{path}: no video stream (streams found: audio, data)"
+
+
+def test_a_file_with_no_streams_at_all_says_none(tmp_path):
+    path = tmp_path / "tags.txt"  # FFmpeg's metadata format: a valid file with no stream
+    path.write_text(";FFMETADATA1\ntitle=clip\n")
+    assert str(raised(path)) == f"{path}: no video stream (streams found: none)"
+
+
+def test_a_video_codec_this_ffmpeg_cannot_decode_is_named(tmp_path):
+    path = write_video(tmp_path / "clip.mkv", n=5)
+    data = path.read_bytes()
+    assert data.count(b"V_MPEG4/ISO/AVC") == 1  # the track's codec id, replaced by an unknown one
+    path.write_bytes(data.replace(b"V_MPEG4/ISO/AVC", b"V_MPEG4/ISO/XYZ"))
+    assert str(raised(path)) == (
+        f"{path}: the video stream's codec is not supported by this FFmpeg build"
+    )
+
+
+def test_a_frame_cut_in_half_is_corrupt_data_even_without_seeking(tmp_path):
+    """An AVI of raw frames cut mid-frame: the seeking pass fails, then the straight pass."""
+    path = write_video(tmp_path / "cut.avi", "rawvideo", n=20)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    error = raised(path, num_frames=4)
+    assert error.path == path
+    assert error.problem.startswith("corrupt video data (") and error.problem.endswith(")")
+
+
+class Unseekable(io.RawIOBase):
+    """A byte sink that cannot seek back, like the pipe a live recorder writes to."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.data += data
+        return len(data)
+
+
+def write_with_sound(path: Path, n: int, sound_seconds: float, *, live: bool = False) -> Path:
+    """MKV with ``n`` video frames (10 fps) and a silent track of ``sound_seconds``; ``live``
+    writes it as to a pipe, so the file states no duration."""
+    sink = Unseekable() if live else str(path)
+    with av.open(sink, "w", format="matroska") as container:
+        video = container.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        audio = container.add_stream("pcm_s16le", rate=8000, layout="mono")
+        for i in range(n):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(frame_image(i), format="rgb24")))
+        container.mux(video.encode())
+        samples = np.zeros((1, round(8000 * sound_seconds)), np.int16)
+        sound = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        sound.sample_rate = 8000
+        container.mux([*audio.encode(sound), *audio.encode()])
+    if live:
+        path.write_bytes(sink.data)
+    return path
+
+
+def test_a_live_recording_is_timed_by_its_video_frames_not_its_sound(tmp_path):
+    path = write_with_sound(tmp_path / "live.mkv", n=20, sound_seconds=3.0, live=True)
+    with av.open(str(path)) as container:  # the premise: no length stated anywhere
+        assert not container.duration and not container.streams.video[0].duration
+    clip = read_frames(path, num_frames=4)
+    assert clip.duration == pytest.approx(2.0, abs=1e-6)  # last frame 1.9 s + one step
+    assert [index_of(f) for f in clip.frames] == pytest.approx([2, 7, 12, 17], abs=1)
+
+
+def test_a_live_recording_with_an_empty_video_track(tmp_path):
+    path = write_with_sound(tmp_path / "live.mkv", n=0, sound_seconds=1.0, live=True)
+    assert str(raised(path)) == f"{path}: no decodable video frames"
+
+
+def test_a_raw_h264_stream_without_timestamps_is_an_error_not_a_crash(tmp_path):
+    path = tmp_path / "clip.h264"
+    with av.open(str(path), "w", format="h264") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        for i in range(10):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame_image(i), format="rgb24")))
+        container.mux(stream.encode())
+    assert raised(path).path == path
+
+
+@pytest.mark.parametrize(
+    ("pts", "dts", "time_base", "seconds"),
+    [
+        (3, 5, Fraction(1, 10), 0.3),
+        (None, 5, Fraction(1, 10), 0.5),  # only a decode time: it stands in
+        (None, None, Fraction(1, 10), None),
+        (3, 3, None, None),
+    ],
+)
+def test_a_frame_is_timed_by_its_presentation_or_else_its_decode_time(pts, dts, time_base, seconds):
+    """No container written here gives a frame a decode time but no presentation time."""
+    from types import SimpleNamespace
+
+    from avsent.media.video import _frame_time
+
+    assert _frame_time(SimpleNamespace(pts=pts, dts=dts, time_base=time_base)) == seconds
+
+
+def test_sixteen_frames_by_default(tmp_path):
+    clip = read_frames(write_video(tmp_path / "clip.mp4", n=32, fps=10))
+    assert [index_of(f) for f in clip.frames] == pytest.approx(list(range(1, 32, 2)), abs=1)
+
+
+def test_a_two_frame_clip_states_no_start(tmp_path):
+    path = write_video(tmp_path / "two.mkv", n=2, fps=10)
+    with av.open(str(path)) as container:  # the premise: a length but no start time
+        stream = container.streams.video[0]
+        assert stream.start_time is None and container.start_time is None and stream.duration
+    clip = read_frames(path, num_frames=4)
+    assert clip.duration == pytest.approx(0.2)
+    assert clip.times == pytest.approx([0.0, 0.0, 0.1, 0.1])
+    assert [index_of(f) for f in clip.frames] == [0, 0, 1, 1]
+
+
+def test_more_targets_than_frames_repeat_the_frame_on_screen(tmp_path):
+    clip = read_frames(write_video(tmp_path / "clip.mp4", n=10, fps=10), num_frames=20)
+    assert not clip.truncated and clip.duration == pytest.approx(1.0)
+    assert clip.times == pytest.approx(np.repeat(np.arange(10) / 10, 2))
+    assert [index_of(f) for f in clip.frames] == pytest.approx(np.repeat(np.arange(10), 2), abs=1)
+
+
+def test_a_video_shorter_than_its_sound(tmp_path):
+    """The file's length is the sound's 0.8 s; the video's 5 frames end at 0.5 s. Within
+    ``end_tolerance`` the last frame stands in; a tight one samples the video's own span."""
+    path = write_with_sound(tmp_path / "clip.mkv", n=5, sound_seconds=0.8)
+    loose = read_frames(path, num_frames=4)
+    assert not loose.truncated and loose.duration == pytest.approx(0.8)
+    assert [index_of(f) for f in loose.frames] == [1, 3, 4, 4]
+    tight = read_frames(path, num_frames=4, end_tolerance=0.0)
+    assert tight.truncated and tight.duration == pytest.approx(0.5)  # last frame + one step
+    assert [index_of(f) for f in tight.frames] == [0, 1, 3, 4]
+    error = raised(path, num_frames=4, end_tolerance=0.0, min_coverage=0.7)
+    assert str(error) == (
+        f"{path}: video frames stop at 0.50 s but the file says the video runs to 0.80 s: "
+        "the file is truncated or damaged"
+    )
+
+
+def test_frames_ending_earlier_on_every_pass_stop_after_four_passes(tmp_path, monkeypatch):
+    """A decoder whose frames end earlier each time it is asked must not loop forever."""
+    from avsent.media import video
+
+    passes = []
+
+    def ends_early(sampler):
+        passes.append(sampler.targets[-1])
+        raise video._EndsEarly(sampler.targets[-1] - 0.1)
+
+    monkeypatch.setattr(video._Sampler, "run", ends_early)
+    path = write_video(tmp_path / "clip.mp4", n=20, fps=10)
+    error = raised(path, num_frames=4, min_coverage=0.0)
+    assert str(error) == (
+        f"{path}: video frames end earlier than the file states, even on a second pass"
+    )
+    assert len(passes) == 4
+
+
+# -- how much is decoded: seeks land on the key frame before a target, never behind --------
+
+
+@pytest.fixture
+def decoded_times(monkeypatch) -> list[float]:
+    """The time of every frame the reader decodes, over all its passes."""
+    from avsent.media import video
+
+    times: list[float] = []
+    real_decode = video._decode
+
+    def recording(*args, **kwargs):
+        for frame in real_decode(*args, **kwargs):
+            times.append(frame.time)
+            yield frame
+
+    monkeypatch.setattr(video, "_decode", recording)
+    return times
+
+
+ONLY_FORCED_KEYS = {"g": "100000", "bf": "0", "x264-params": "scenecut=0"}
+
+
+def test_a_target_just_after_a_key_frame_is_decoded_from_that_key_frame(tmp_path, decoded_times):
+    """Key frames at 0 and 4 s; the one target at 4.1 s (MP4: seeks by the key frame index,
+    whatever ``seek_gap`` says)."""
+    image = lambda i: frame_image(i % 32)  # noqa: E731 - levels stay in range
+    path = write_video(
+        tmp_path / "clip.mp4",
+        n=205,
+        fps=25,
+        image=image,
+        options=ONLY_FORCED_KEYS,
+        keyframes=(0, 100),
+    )
+    clip = read_frames(path, num_frames=1, seek_gap=100.0)
+    assert clip.times == pytest.approx([4.08])
+    assert [index_of(f) for f in clip.frames] == pytest.approx([102 % 32], abs=1)
+    assert min(decoded_times) == pytest.approx(4.0) and len(decoded_times) <= 5
+
+
+def test_an_mkv_without_a_key_frame_index_seeks_over_long_gaps(tmp_path, decoded_times):
+    path = write_video(tmp_path / "long.mkv", n=400, fps=25, options={"g": "12", "bf": "0"})
+    with av.open(str(path)) as container:  # the premise: one cue, no usable index
+        assert len(container.streams.video[0].index_entries) == 1
+    read_frames(path, num_frames=3)
+    assert len(decoded_times) < 40  # of the 334 frames up to the last target
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv"])
+@pytest.mark.parametrize("num_frames", [3, 10, 25, 48])
+def test_seeks_never_go_back_over_decoded_frames(tmp_path, decoded_times, ext, num_frames):
+    """Key frames every 0.48 s; targets closer, farther and in step with them."""
+    image = lambda i: frame_image(i % 32)  # noqa: E731 - levels stay in range
+    path = write_video(
+        tmp_path / f"clip.{ext}", n=250, fps=25, image=image, options={"g": "12", "bf": "0"}
+    )
+    clip = read_frames(path, num_frames=num_frames, seek_gap=0.5)
+    assert len(decoded_times) == len(set(decoded_times))
+    decoded = full_decode(path)
+    targets = (np.arange(num_frames) + 0.5) * clip.duration / num_frames
+    for target, frame in zip(targets, clip.frames, strict=True):
+        want = max((d for d in decoded if d[0] <= target + 1e-6), key=lambda d: d[0])[1]
+        np.testing.assert_array_equal(frame, want)
+
+
+def test_a_target_just_before_the_next_frame_keeps_the_b_frame_on_screen(tmp_path):
+    """Targets 0.5 ms before a frame change, on B-frames nothing refers to (skippable)."""
+    options = {"g": "1000", "bf": "3", "x264-params": "b-pyramid=none"}
+    path = write_video(tmp_path / "b.mp4", n=40, fps=25, options=options)
+    clip = read_frames(path, num_frames=10, fps=1 / 0.0795)
+    decoded = full_decode(path)
+    for k, frame in enumerate(clip.frames):
+        want = max((d for d in decoded if d[0] <= k * 0.0795 + 1e-6), key=lambda d: d[0])[1]
+        np.testing.assert_array_equal(frame, want)
