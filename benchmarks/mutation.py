@@ -6,6 +6,7 @@ run of one small module takes minutes instead of the whole suite per mutant::
 
     ./run python benchmarks/mutation.py --list
     OMP_NUM_THREADS=1 ./run python benchmarks/mutation.py --only masks,metrics,schedule
+    OMP_NUM_THREADS=1 ./run python benchmarks/mutation.py --only loop --again  # survivors only
 
 Results are merged into ``benchmarks/MUTATION.json`` (one entry per module, kept across
 runs) and rendered to ``benchmarks/MUTATION.md``: the score per module and every surviving
@@ -18,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +64,9 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/training/test_modulation.py",
         "tests/training/test_evaluate_drop.py",
         "tests/training/test_precision.py",
+        "tests/training/test_loss_module.py",
+        "tests/training/test_loop_epoch.py",
+        "tests/training/test_loop_output.py",
     ),
     "src/avsent/training/schedule.py": (
         "tests/training/test_schedule.py",
@@ -458,33 +464,77 @@ def mutmut(work: Path, *args: str, timeout: float | None = None) -> str:
     return done.stdout
 
 
-def run_module(module: str, children: int, timeout: float) -> dict:
-    """Mutate one module; its counts, score and surviving mutants with their diffs."""
+def source_digest(module: str) -> str:
+    """The module's sha256: a rerun of the survivors only is valid while it is unchanged."""
+    return hashlib.sha256((ROOT / module).read_bytes()).hexdigest()
+
+
+def run_module(
+    module: str, children: int, timeout: float, *, only: list[str] | None = None
+) -> dict[str, str]:
+    """Mutate one module (``only``: just those mutants); each tested mutant's status."""
     work = WORK / short(module)
     prepare(module, MODULES[module], work)
-    start = time.perf_counter()
-    mutmut(work, "run", "--max-children", str(children), timeout=timeout)
-    seconds = time.perf_counter() - start
+    mutmut(work, "run", "--max-children", str(children), *(only or []), timeout=timeout)
     statuses: dict[str, str] = {}
     for line in mutmut(work, "results", "--all", "true").splitlines():
         name, sep, status = line.strip().rpartition(": ")
-        if sep:
+        if sep and (only is None or name in only):
             statuses[name] = status
-    counts: dict[str, int] = {}
-    for status in statuses.values():
-        counts[status] = counts.get(status, 0) + 1
-    survivors = [
+    return statuses
+
+
+def survivors_of(module: str, statuses: dict[str, str]) -> list[dict[str, str]]:
+    """The missed mutants with their diffs (read from the scratch tree of the last run)."""
+    work = WORK / short(module)
+    return [
         {"name": name, "status": status, "diff": mutmut(work, "show", name).strip()}
         for name, status in sorted(statuses.items())
         if status in MISSED
     ]
+
+
+def whole_run(module: str, children: int, timeout: float) -> dict:
+    """Every mutant of the module: its counts, run time and survivors."""
+    start = time.perf_counter()
+    statuses = run_module(module, children, timeout)
     return {
         "module": module,
         "tests": list(MODULES[module]),
-        "counts": counts,
-        "seconds": round(seconds),
+        "source_sha256": source_digest(module),
+        "counts": dict(Counter(statuses.values())),
+        "seconds": round(time.perf_counter() - start),
         "date": time.strftime("%Y-%m-%d"),
-        "survivors": survivors,
+        "survivors": survivors_of(module, statuses),
+    }
+
+
+def survivors_again(entry: dict, children: int, timeout: float) -> dict:
+    """Retest only the last run's survivors against the current tests. The mutants it
+    killed stay killed: the module is unchanged (checked) and tests are only ever added."""
+    module = entry["module"]
+    if entry.get("source_sha256") != source_digest(module):
+        sys.exit(f"{module} changed since its last run (or that run kept no digest): run it whole")
+    names = [s["name"] for s in entry["survivors"]]
+    start = time.perf_counter()
+    statuses = run_module(module, children, timeout, only=names)
+    if set(statuses) != set(names):
+        sys.exit(
+            f"mutmut did not retest every survivor of {module}: {sorted(set(names) - set(statuses))}"
+        )
+    counts = Counter(entry["counts"])
+    counts.subtract(Counter(s["status"] for s in entry["survivors"]))
+    counts.update(statuses.values())
+    return {
+        **entry,
+        "tests": list(MODULES[module]),
+        "counts": {k: v for k, v in counts.items() if v},
+        "survivors": survivors_of(module, statuses),
+        "again": {
+            "date": time.strftime("%Y-%m-%d"),
+            "seconds": round(time.perf_counter() - start),
+            "retested": len(names),
+        },
     }
 
 
@@ -522,9 +572,15 @@ def render(results: dict[str, dict]) -> str:
         missed = sum(c.get(s, 0) for s in MISSED)
         raw, adjusted = score(entry), score(entry, without_equivalent=True)
         tests = ", ".join(f"`{Path(t).name}`" for t in entry["tests"])
+        run = f"{entry['date']}, {entry['seconds']} s"
+        if "again" in entry:
+            again = entry["again"]
+            run += (
+                f"; its {again['retested']} survivors again {again['date']}, {again['seconds']} s"
+            )
         out.append(
             f"| `{module}` | {tests} | {sum(c.values())} | {killed} | {missed} | "
-            f"{raw:.1f} % | {adjusted:.1f} % | {entry['date']}, {entry['seconds']} s |"
+            f"{raw:.1f} % | {adjusted:.1f} % | {run} |"
         )
     for module, entry in ((m, results[m]) for m in MODULES if m in results):
         if not entry["survivors"]:
@@ -550,6 +606,11 @@ def main() -> None:
     parser.add_argument("--children", type=int, default=1, help="mutants tested at once")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per module")
     parser.add_argument("--render", action="store_true", help="only rewrite MUTATION.md")
+    parser.add_argument(
+        "--again",
+        action="store_true",
+        help="retest only the last run's survivors (the module must be unchanged since)",
+    )
     args = parser.parse_args()
     if args.list:
         print("\n".join(f"{short(m):16} {m}" for m in MODULES))
@@ -565,7 +626,12 @@ def main() -> None:
             sys.exit(f"unknown module(s): {', '.join(sorted(unknown))} (see --list)")
     for module in [] if args.render else chosen:
         print(f"mutating {module} ...", flush=True)
-        results[module] = run_module(module, args.children, args.timeout)
+        if args.again:
+            if module not in results:
+                sys.exit(f"{module} has no earlier run to retest the survivors of")
+            results[module] = survivors_again(results[module], args.children, args.timeout)
+        else:
+            results[module] = whole_run(module, args.children, args.timeout)
         print(f"  {results[module]['counts']}  score {score(results[module]):.1f} %", flush=True)
         RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     REPORT.write_text(render(results))
