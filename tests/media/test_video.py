@@ -438,13 +438,7 @@ def test_missing_and_folder_paths_name_the_problem_exactly(tmp_path):
 
 
 def test_a_stream_start_stated_in_the_headers_is_where_sampling_begins(tmp_path):
-    path = tmp_path / "late.ts"  # MPEG-TS streams start after 0 (here at 0.2 s)
-    with av.open(str(path), "w", format="mpegts") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        for i in range(20):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame_image(i), format="rgb24")))
-        container.mux(stream.encode())
+    path = write_video(tmp_path / "late.ts", n=20)  # MPEG-TS streams start after 0 (0.2 s)
     with av.open(str(path)) as container:
         video = container.streams.video[0]
         start = float(video.start_time * video.time_base)
@@ -551,13 +545,7 @@ def test_a_live_recording_with_an_empty_video_track(tmp_path):
 
 
 def test_a_raw_h264_stream_without_timestamps_is_an_error_not_a_crash(tmp_path):
-    path = tmp_path / "clip.h264"
-    with av.open(str(path), "w", format="h264") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        for i in range(10):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame_image(i), format="rgb24")))
-        container.mux(stream.encode())
+    path = write_video(tmp_path / "clip.h264", n=10)  # a raw stream: no container at all
     assert raised(path).path == path
 
 

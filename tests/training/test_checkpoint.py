@@ -165,17 +165,26 @@ def test_a_header_of_another_format_is_refused(tmp_path: Path, header, found) ->
     assert str(caught.value) == f"{path}: checkpoint format {found}, need 2"
 
 
+def _edit_tensors(path: Path, edit) -> None:
+    """Change a checkpoint's tensors in place (``edit`` works on the dict), header kept."""
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata()
+    tensors = load_file(str(path))
+    edit(tensors)
+    path.write_bytes(save(tensors, metadata=meta))
+
+
 def test_weights_holding_nan_are_refused_not_scored(tmp_path: Path) -> None:
     """NaN weights would score every clip as the first class and print ``nan``."""
     model = torch.nn.Linear(2, 2)
     path = tmp_path / "ck.safetensors"
     save_checkpoint(path, model, {"epoch": 1})
     read_checkpoint(path)
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata()
-    tensors = load_file(str(path))
-    tensors["model.bias"][1] = float("nan")
-    path.write_bytes(save(tensors, metadata=meta))
+
+    def poison(tensors: dict[str, torch.Tensor]) -> None:
+        tensors["model.bias"][1] = float("nan")
+
+    _edit_tensors(path, poison)
     with pytest.raises(CheckpointError) as caught:
         read_checkpoint(path)
     assert str(caught.value) == (
@@ -413,11 +422,7 @@ def test_load_model_builds_for_the_features_of_its_config(tmp_path: Path, tiny_c
 
 def test_a_checkpoint_of_another_model_is_refused_on_one_line(tmp_path: Path, tiny_config) -> None:
     path = _saved_run(tmp_path, tiny_config())
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata()
-    tensors = load_file(str(path))
-    del tensors["model.audio_mean"]
-    path.write_bytes(save(tensors, metadata=meta))
+    _edit_tensors(path, lambda tensors: tensors.pop("model.audio_mean"))
     with pytest.raises(CheckpointError) as caught:
         load_model(tmp_path)
     assert str(caught.value) == (

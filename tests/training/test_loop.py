@@ -17,7 +17,7 @@ from tiny_training import CLASSES, FeatureList
 from avsent.data.loader import collate
 from avsent.errors import CheckpointError, ConfigError
 from avsent.model import build_model, inputs_for
-from avsent.training import loop
+from avsent.training import loop, precision
 from avsent.training.augment import AugmentConfig
 from avsent.training.checkpoint import checkpoint_path, read_checkpoint
 from avsent.training.distributed import DistContext
@@ -140,6 +140,17 @@ def test_bf16_autocast_and_mixup_train_on_cpu(tmp_path: Path, feature_sets, tiny
     config = tiny_config(epochs=1, amp=True, augment=AugmentConfig(mixup_alpha=0.4))
     result = make_trainer(config, feature_sets, tmp_path).fit()
     assert np.isfinite(result.history[0]["train_loss"])
+
+
+@pytest.mark.parametrize("amp", ["auto", True, False])
+def test_autocast_casts_to_the_dtype_precision_chose(tiny_config, amp) -> None:
+    config, cpu = tiny_config(amp=amp), torch.device("cpu")
+    want = precision.amp_dtype(config.train, cpu)
+    with loop.autocast(config, cpu):
+        enabled, dtype = torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
+    assert enabled == (want is not None)
+    if want is not None:
+        assert dtype == want
 
 
 def test_float16_amp_needs_cuda(tmp_path: Path, feature_sets, tiny_config) -> None:

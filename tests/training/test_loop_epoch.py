@@ -158,42 +158,42 @@ def test_resume_with_nothing_to_resume_starts_quietly(
     assert out.getvalue().startswith("epoch   1/1")
 
 
+def resume_refusal(tmp_path: Path, sets, tiny_config, monkeypatch, change) -> str:
+    """The message resuming a one-epoch run gives once ``change`` edits the read checkpoint
+    (as a file damaged in a way the reader lets through would read)."""
+    quiet_trainer(tiny_config(epochs=1), sets, tmp_path).fit()
+    real_read = loop.read_checkpoint
+    monkeypatch.setattr(loop, "read_checkpoint", lambda path: change(real_read(path)))
+    with pytest.raises(CheckpointError) as caught:
+        quiet_trainer(tiny_config(epochs=2), sets, tmp_path).fit(resume=True)
+    return str(caught.value)
+
+
 def test_a_last_checkpoint_lacking_several_fields_names_them_all(
     tmp_path: Path, feature_sets, tiny_config, monkeypatch
 ) -> None:
-    quiet_trainer(tiny_config(epochs=1), feature_sets, tmp_path).fit()
-    real_read = loop.read_checkpoint
-
-    def without_counts(path):
-        ckpt = real_read(path)
+    def without_counts(ckpt):
         del ckpt.state["bad_epochs"], ckpt.state["finished"]
         return ckpt
 
-    monkeypatch.setattr(loop, "read_checkpoint", without_counts)
-    with pytest.raises(CheckpointError) as caught:
-        quiet_trainer(tiny_config(epochs=2), feature_sets, tmp_path).fit(resume=True)
+    message = resume_refusal(tmp_path, feature_sets, tiny_config, monkeypatch, without_counts)
     path = checkpoint_path(tmp_path, "last")
-    assert str(caught.value) == f"{path}: damaged checkpoint header: no bad_epochs, finished"
+    assert message == f"{path}: damaged checkpoint header: no bad_epochs, finished"
 
 
 def test_weights_that_do_not_fit_the_model_are_named_as_such(
     tmp_path: Path, feature_sets, tiny_config, monkeypatch
 ) -> None:
-    quiet_trainer(tiny_config(epochs=1), feature_sets, tmp_path).fit()
-    real_read = loop.read_checkpoint
-
-    def renamed(path):
-        ckpt = real_read(path)
+    def renamed(ckpt):
         name = next(iter(ckpt.model_state))
         ckpt.model_state[name + "_renamed"] = ckpt.model_state.pop(name)
         return ckpt
 
-    monkeypatch.setattr(loop, "read_checkpoint", renamed)
-    with pytest.raises(CheckpointError) as caught:
-        quiet_trainer(tiny_config(epochs=2), feature_sets, tmp_path).fit(resume=True)
-    path = checkpoint_path(tmp_path, "last")
-    assert str(caught.value).startswith(f"{path}: does not fit this run's model (")
-    assert "_renamed" in str(caught.value)
+    message = resume_refusal(tmp_path, feature_sets, tiny_config, monkeypatch, renamed)
+    assert message.startswith(
+        f"{checkpoint_path(tmp_path, 'last')}: does not fit this run's model ("
+    )
+    assert "_renamed" in message
 
 
 # -- what one step is fed ----------------------------------------------------------------

@@ -87,9 +87,7 @@ def test_each_branch_adds_its_weighted_loss_over_the_clips_that_have_it() -> Non
 
 def test_mixup_blends_the_branch_losses_too() -> None:
     model = FixedModel(LOGITS, FUSED, {"video": (VIDEO, SOME)})
-    loss = _LossModule(model, nn.CrossEntropyLoss(), aux_loss=0.5)(
-        None, TARGETS, TARGETS_B, 0.2
-    )
+    loss = _LossModule(model, nn.CrossEntropyLoss(), aux_loss=0.5)(None, TARGETS, TARGETS_B, 0.2)
     main = 0.2 * cross_entropy(LOGITS, TARGETS) + 0.8 * cross_entropy(LOGITS, TARGETS_B)
     aux = 0.2 * branch_ce(VIDEO, TARGETS, SOME) + 0.8 * branch_ce(VIDEO, TARGETS_B, SOME)
     assert loss.item() == pytest.approx((main + 0.5 * aux).item(), rel=1e-6)
