@@ -275,10 +275,12 @@ def test_truncated_stream_is_reported(tmp_path):
 
 def test_slightly_truncated_stream_is_sampled_over_what_decodes(tmp_path):
     path = write_video(tmp_path / "cut.mkv", n=100, fps=10, image=noise)
-    path.write_bytes(path.read_bytes()[: int(path.stat().st_size * 0.85)])
+    # 70 %: frames end near 7 s, well past the 1 s end tolerance and above half coverage,
+    # whichever encoder build wrote the bytes (at 85 % one build lands inside the tolerance)
+    path.write_bytes(path.read_bytes()[: int(path.stat().st_size * 0.7)])
     clip = read_frames(path, num_frames=8)
     assert clip.truncated
-    assert len(clip) == 8 and clip.duration < 9.5
+    assert len(clip) == 8 and 5.0 < clip.duration < 8.5
     assert clip.times[-1] <= clip.duration + 0.1
     assert len(set(clip.times.tolist())) == 8  # spread over the real frames, no repeats
 
