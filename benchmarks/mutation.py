@@ -395,7 +395,77 @@ EQUIVALENT: dict[str, str] = {
             "load_model__mutmut_21": 'checkpoint_path\'s default is "last": the same path',
         }.items()
     },
+    **{
+        f"avsent.training.loop.x{name}": why
+        for name, why in {
+            "_class_weights__mutmut_2": "numpy reads dtype None as float64",
+            "_epoch_seed__mutmut_5": "SeedSequence's words are one stream: the first is the "
+            "same however many are asked for",
+            **dict.fromkeys(
+                ("ǁTrainerǁ__init____mutmut_102", "ǁTrainerǁ__init____mutmut_107"),
+                "the noise generator is replaced at the start of every epoch, before any read",
+            ),
+            "ǁTrainerǁ__init____mutmut_75": "DistributedSampler shuffles by default",
+            "ǁTrainerǁ__init____mutmut_87": "n > 2 and n > 1 differ only at n = 2, where "
+            "n % batch == 1 never holds",
+            "ǁTrainerǁ_fresh_state__mutmut_15": "the first epoch always counts as improved "
+            "(no best yet) and resets bad_epochs before it is read",
+            **dict.fromkeys(
+                ("ǁTrainerǁ_restore__mutmut_5", "ǁTrainerǁ_save__mutmut_33"),
+                'checkpoint_path\'s default is "last": the same path',
+            ),
+            **dict.fromkeys(
+                (f"ǁTrainerǁ_save__mutmut_{n}" for n in (17, 20, 21)),
+                'checkpoint_path names the best file for anything but "last"',
+            ),
+            "ǁTrainerǁ_step__mutmut_2": "lam is read only with targets_b, and mixup sets both",
+            **dict.fromkeys(
+                (f"ǁTrainerǁ_modulate__mutmut_{n}" for n in (21, 24, 25)),
+                "all_sum returns one sum per name: zip's strict can never fire",
+            ),
+            **dict.fromkeys(
+                ("ǁTrainerǁ_train_epoch__mutmut_21", "ǁTrainerǁ_train_epoch__mutmut_35"),
+                "make_loader shuffles only without a sampler, and the trainer always gives one",
+            ),
+            **dict.fromkeys(
+                ("ǁTrainerǁ_train_epoch__mutmut_45", "ǁTrainerǁ_train_epoch__mutmut_51"),
+                "no column of the bar shows the task's description",
+            ),
+            "ǁTrainerǁ_train_epoch__mutmut_54": 'float("NAN") is float("nan")',
+            **dict.fromkeys(
+                (
+                    "ǁTrainerǁ__init____mutmut_7",
+                    "ǁTrainerǁ__init____mutmut_31",
+                    "ǁTrainerǁ_train_epoch__mutmut_81",
+                ),
+                _CPU_ONLY,
+            ),
+            "ǁTrainerǁ_train_epoch__mutmut_31": "equivalent on CPU: make_loader's default "
+            'device is "cpu", and the device only decides pinned memory for CUDA',
+            **dict.fromkeys(
+                ("_autocast__mutmut_8", "_autocast__mutmut_10"),
+                "equivalent on CPU: torch.autocast's CPU default is bfloat16, the only dtype "
+                "train.amp allows there (no GPU is lent to tell them apart)",
+            ),
+            **dict.fromkeys(
+                (
+                    *(f"ǁTrainerǁ__init____mutmut_{n}" for n in (55, 62, 63, 64)),
+                    *(f"ǁTrainerǁ_save__mutmut_{n}" for n in (7, 8, 9)),
+                    *(f"ǁTrainerǁ_restore__mutmut_{n}" for n in (41, 42, 44, 45, 46)),
+                    "ǁTrainerǁ_step__mutmut_70",
+                ),
+                "equivalent on CPU: the grad scaler is on only for float16 autocast, which "
+                "train.amp_dtype allows only on CUDA (no GPU is lent to tell them apart)",
+            ),
+            **dict.fromkeys(
+                (f"ǁTrainerǁ__init____mutmut_{n}" for n in (44, 47, 49, 52, 53)),
+                "equivalent on CPU: DDP's device_ids are for CUDA replicas; a CPU one takes "
+                "None either way",
+            ),
+        }.items()
+    },
 }
+
 
 #: surviving mutants mutmut cannot switch on, each planted by hand and failing its tests:
 #: code that runs once at import (its runner imports the module before choosing a mutant)
